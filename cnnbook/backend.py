@@ -1,0 +1,249 @@
+"""Array backends: the one module that knows which array libraries exist.
+
+Every operation in cnnbook takes its array namespace ``xp`` from its inputs
+(:func:`namespace`), so the same code runs on NumPy (CPU), CuPy (GPU) and the
+strict stand-in device used by the tests. Code that *creates* arrays
+(parameters, data batches) asks this module for the configured default
+(:func:`default_namespace`, :func:`default_device`), set by :func:`use` or the
+environment variable ``CNNBOOK_BACKEND``.
+
+Backends:
+
+``"numpy"``   NumPy on the CPU (the default).
+``"cupy"``    CuPy on the current CUDA device.
+``"strict"``  ``array_api_strict`` on its non-default device ``"device1"``: it
+              refuses silent conversion to NumPy and mixing devices, the
+              mistakes that break CuPy code, so a CPU-only machine can prove
+              the GPU path's discipline.
+
+>>> import numpy as np
+>>> xp = namespace("demo", x=np.zeros(3))
+>>> xp.__name__
+'array_api_compat.numpy'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "BACKENDS",
+    "asarray",
+    "current",
+    "default_device",
+    "default_namespace",
+    "device_of",
+    "is_numpy",
+    "namespace",
+    "to_numpy",
+    "uniform",
+    "use",
+]
+
+BACKENDS = ("numpy", "cupy", "strict")
+_STRICT_DEVICE_NAME = "device1"
+_current = "numpy"
+
+
+# ----------------------------------------------------------------------------
+# choosing the default
+# ----------------------------------------------------------------------------
+def use(backend: str) -> None:
+    """Make ``backend`` ("numpy", "cupy" or "strict") the default for new arrays.
+
+    Existing arrays stay where they are; move a model with ``model.to(backend)``.
+    """
+    global _current
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"cnnbook.use: unknown backend {backend!r}; choose one of {BACKENDS}"
+        )
+    _load(backend)  # fail now, with a helpful message, not at first use
+    _current = backend
+
+
+def current() -> str:
+    """The name of the default backend."""
+    return _current
+
+
+def _load(backend: str) -> Any:
+    """Import a backend's library; explain what is missing if that fails."""
+    if backend == "numpy":
+        return np
+    if backend == "strict":
+        try:
+            import array_api_strict
+        except ImportError as err:
+            raise RuntimeError(
+                "cnnbook.use('strict') needs array_api_strict: "
+                "pip install array-api-strict"
+            ) from err
+        return array_api_strict
+    try:
+        import cupy
+    except ImportError as err:
+        raise RuntimeError(
+            "cnnbook.use('cupy'): CuPy is not installed. Install the wheel that "
+            "matches your CUDA toolkit, e.g. pip install 'cnnbook[gpu]' "
+            "(cupy-cuda12x) or pip install cupy-cuda13x"
+        ) from err
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA driver missing or broken
+        raise RuntimeError(
+            f"cnnbook.use('cupy'): CuPy is installed but no CUDA device is usable "
+            f"({err}). Check the NVIDIA driver with nvidia-smi."
+        ) from err
+    if count == 0:
+        raise RuntimeError("cnnbook.use('cupy'): CuPy found no CUDA device")
+    return cupy
+
+
+def default_namespace(backend: str | None = None) -> Any:
+    """The array-API namespace new arrays are created in."""
+    lib = _load(backend or _current)
+    return array_api_compat.array_namespace(lib.asarray(0.0))
+
+
+def default_device(backend: str | None = None) -> Any:
+    """The device new arrays are created on (``None`` means the library's own)."""
+    backend = backend or _current
+    if backend == "strict":
+        return _load("strict").Device(_STRICT_DEVICE_NAME)
+    return None
+
+
+# ----------------------------------------------------------------------------
+# taking the namespace from the inputs
+# ----------------------------------------------------------------------------
+def namespace(op: str, **arrays: Any) -> Any:
+    """Return the array namespace shared by ``arrays`` (``None`` values skipped).
+
+    ``op`` names the calling operation for error messages. Arrays from two
+    libraries, or on two devices, raise a ``TypeError``/``ValueError`` that
+    names both arguments.
+    """
+    given = {name: a for name, a in arrays.items() if a is not None}
+    for name, a in given.items():
+        if not array_api_compat.is_array_api_obj(a):
+            raise TypeError(
+                f"{op}: {name} must be an array (NumPy, CuPy or array-API), "
+                f"got {type(a).__name__}"
+            )
+    names = list(given)
+    first = names[0]
+    lib0 = _library_name(given[first])
+    for name in names[1:]:
+        lib = _library_name(given[name])
+        if lib != lib0:
+            raise TypeError(
+                f"{op}: {first} is a {lib0} array but {name} is a {lib} array; "
+                f"move both to one backend (cnnbook.to_numpy, model.to(...))"
+            )
+    dev0 = array_api_compat.device(given[first])
+    for name in names[1:]:
+        dev = array_api_compat.device(given[name])
+        if dev != dev0:
+            raise ValueError(
+                f"{op}: {first} is on device {dev0} but {name} is on device {dev}; "
+                f"move both to one device"
+            )
+    return array_api_compat.array_namespace(*given.values())
+
+
+def device_of(a: Any) -> Any:
+    """The device array ``a`` lives on."""
+    return array_api_compat.device(a)
+
+
+def is_numpy(a: Any) -> bool:
+    """True for NumPy arrays: the gate for NumPy-only fast paths."""
+    return isinstance(a, np.ndarray)
+
+
+def _library_name(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return "NumPy"
+    if array_api_compat.is_cupy_array(a):
+        return "CuPy"
+    if type(a).__module__.startswith("array_api_strict"):
+        return "array_api_strict"
+    return type(a).__module__.split(".")[0]
+
+
+# ----------------------------------------------------------------------------
+# moving data at the edges
+# ----------------------------------------------------------------------------
+def to_numpy(a: Any) -> np.ndarray:
+    """Copy an array from any backend to a NumPy array (for plots, saving, printing).
+
+    >>> to_numpy(np.arange(3)).tolist()
+    [0, 1, 2]
+    """
+    if isinstance(a, np.ndarray):
+        return a
+    if array_api_compat.is_cupy_array(a):
+        return a.get()
+    if type(a).__module__.startswith("array_api_strict"):
+        import array_api_strict
+
+        return np.asarray(a.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(a)
+
+
+def asarray(
+    a: Any, xp: Any = None, device: Any = None, dtype: Any = None, copy: bool = False
+) -> Any:
+    """Place host data (NumPy or anything array-like) in namespace ``xp`` on ``device``.
+
+    With ``xp`` None the default backend is used. ``dtype`` is a NumPy dtype
+    or a dtype of ``xp``.
+    """
+    if xp is None:
+        xp, device = default_namespace(), default_device()
+    if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray):
+        a = to_numpy(a)
+    host = np.array(a, copy=True) if copy else np.asarray(a)
+    if dtype is not None:
+        host = host.astype(_numpy_dtype(dtype), copy=False)
+    if _is_namespace_of(xp, "numpy"):
+        return host
+    if _is_namespace_of(xp, "cupy"):
+        return xp.asarray(host)
+    if device is None:
+        return xp.asarray(host)
+    if _is_namespace_of(xp, "array_api_strict"):
+        # strict refuses to mix devices: create on the CPU, then move.
+        return xp.asarray(host).to_device(device)
+    return xp.asarray(host, device=device)
+
+
+def _is_namespace_of(xp: Any, lib: str) -> bool:
+    return lib in getattr(xp, "__name__", "")
+
+
+def _numpy_dtype(dtype: Any) -> np.dtype:
+    """Map any backend's dtype (float32 of numpy, cupy, strict) to NumPy's."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return np.dtype(str(dtype).split(".")[-1].strip("'>"))
+
+
+def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any) -> Any:
+    """Uniform [0, 1) samples of ``like``'s dtype, namespace and device.
+
+    Drawn on the host from a seeded NumPy generator, so every backend sees the
+    same numbers for the same seed (dropout masks, augmentation).
+    """
+    dtype = _numpy_dtype(like.dtype)
+    host = rng.random(shape, dtype=np.float64).astype(dtype)
+    if isinstance(like, np.ndarray):
+        return host
+    xp = array_api_compat.array_namespace(like)
+    return asarray(host, xp, device_of(like))
