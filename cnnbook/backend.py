@@ -39,6 +39,7 @@ __all__ = [
     "device_of",
     "is_numpy",
     "namespace",
+    "numpy_dtype",
     "to_numpy",
     "uniform",
     "use",
@@ -46,7 +47,18 @@ __all__ = [
 
 BACKENDS = ("numpy", "cupy", "strict")
 _STRICT_DEVICE_NAME = "device1"
-_current = "numpy"
+
+
+def _from_environment() -> str:
+    name = os.environ.get("CNNBOOK_BACKEND", "numpy").strip().lower() or "numpy"
+    if name not in BACKENDS:
+        raise ValueError(
+            f"CNNBOOK_BACKEND={name!r} is not a backend; choose one of {BACKENDS}"
+        )
+    return name  # loaded lazily: importing cnnbook never needs a GPU
+
+
+_current = _from_environment()
 
 
 # ----------------------------------------------------------------------------
@@ -210,7 +222,7 @@ def asarray(
         a = to_numpy(a)
     host = np.array(a, copy=True) if copy else np.asarray(a)
     if dtype is not None:
-        host = host.astype(_numpy_dtype(dtype), copy=False)
+        host = host.astype(numpy_dtype(dtype), copy=False)
     if _is_namespace_of(xp, "numpy"):
         return host
     if _is_namespace_of(xp, "cupy"):
@@ -227,7 +239,7 @@ def _is_namespace_of(xp: Any, lib: str) -> bool:
     return lib in getattr(xp, "__name__", "")
 
 
-def _numpy_dtype(dtype: Any) -> np.dtype:
+def numpy_dtype(dtype: Any) -> np.dtype:
     """Map any backend's dtype (float32 of numpy, cupy, strict) to NumPy's."""
     try:
         return np.dtype(dtype)
@@ -241,7 +253,7 @@ def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any) -> Any:
     Drawn on the host from a seeded NumPy generator, so every backend sees the
     same numbers for the same seed (dropout masks, augmentation).
     """
-    dtype = _numpy_dtype(like.dtype)
+    dtype = numpy_dtype(like.dtype)
     host = rng.random(shape, dtype=np.float64).astype(dtype)
     if isinstance(like, np.ndarray):
         return host

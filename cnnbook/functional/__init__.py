@@ -1,0 +1,82 @@
+"""The operations of a CNN, each a forward pass and its hand-derived backward pass.
+
+Every ``*_forward(...)`` returns ``(output, cache)``; the mirrored
+``*_backward(doutput, cache)`` returns the gradients of the inputs, in input
+order. Losses return ``(loss, dprediction)``. Arrays are NCHW, weights laid out
+as PyTorch's; the array namespace (NumPy, CuPy, ...) is taken from the inputs.
+Modules follow the book: convolution, pooling, activations, dense layers,
+losses, batch normalization, dropout.
+"""
+
+from cnnbook.functional.activation import (
+    gelu_backward,
+    gelu_forward,
+    leaky_relu_backward,
+    leaky_relu_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from cnnbook.functional.conv import (
+    col2im,
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_naive,
+    conv_output_size,
+    im2col,
+)
+from cnnbook.functional.dropout import dropout_backward, dropout_forward
+from cnnbook.functional.linear import linear_backward, linear_forward
+from cnnbook.functional.loss import (
+    log_softmax,
+    mse_loss,
+    softmax,
+    softmax_cross_entropy,
+)
+from cnnbook.functional.norm import batch_norm_backward, batch_norm_forward
+from cnnbook.functional.pool import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "col2im",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv2d_naive",
+    "conv_output_size",
+    "dropout_backward",
+    "dropout_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "global_avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "im2col",
+    "leaky_relu_backward",
+    "leaky_relu_forward",
+    "linear_backward",
+    "linear_forward",
+    "log_softmax",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+    "mse_loss",
+    "relu_backward",
+    "relu_forward",
+    "sigmoid_backward",
+    "sigmoid_forward",
+    "softmax",
+    "softmax_cross_entropy",
+    "tanh_backward",
+    "tanh_forward",
+]

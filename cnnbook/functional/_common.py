@@ -1,0 +1,118 @@
+"""What the windowed operations share: argument checks whose messages name the
+operation, the argument and the offending shapes or values; the geometry of a
+sliding window; padding."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from cnnbook.backend import device_of, namespace
+
+
+def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints -> a pair, each at least ``minimum``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair, got {value!r}")
+        result = tuple(value)
+    else:
+        result = (value, value)
+    for v in result:
+        if isinstance(v, bool) or not hasattr(v, "__index__"):
+            raise TypeError(f"{op}: {name} must be an int or a pair, got {value!r}")
+        if v < minimum:
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise ValueError(f"{op}: {name} must be {kind}, got {value!r}")
+    return int(result[0]), int(result[1])
+
+
+def output_size(
+    op: str, size: int, kernel: int, stride: int, padding: int, dilation: int = 1
+) -> int:
+    """OUT = (size + 2·padding − dilation·(kernel − 1) − 1) // stride + 1, checked."""
+    span = dilation * (kernel - 1) + 1
+    if span > size + 2 * padding:
+        raise ValueError(
+            f"{op}: kernel (extent {span}) is larger than the padded input "
+            f"({size} + 2·{padding} = {size + 2 * padding})"
+        )
+    return (size + 2 * padding - span) // stride + 1
+
+
+def float_inputs(op: str, **arrays: Any) -> Any:
+    """The namespace of ``arrays``; each must be floating point, all one dtype."""
+    xp = namespace(op, **arrays)
+    dtype, first = None, None
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise TypeError(
+                f"{op}: {name} must be a floating-point array (float32 or float64), "
+                f"got {a.dtype}; convert with x.astype(float32)"
+            )
+        if dtype is None:
+            dtype, first = a.dtype, name
+        elif a.dtype != dtype:
+            raise TypeError(
+                f"{op}: {first} is {dtype} but {name} is {a.dtype}; "
+                f"use one dtype (e.g. model.to(dtype=...))"
+            )
+    return xp
+
+
+def ndim(op: str, name: str, a: Any, dims: tuple[int, ...], layout: str) -> None:
+    """Require ``a.ndim`` in ``dims``; ``layout`` describes the expected axes."""
+    if a.ndim not in dims:
+        raise ValueError(
+            f"{op}: {name} must be {layout}, got shape {tuple(a.shape)} ({a.ndim}-D)"
+        )
+
+
+def grad_shape(op: str, dy: Any, shape: tuple[int, ...]) -> None:
+    """The upstream gradient must have the forward output's shape."""
+    if tuple(dy.shape) != tuple(shape):
+        raise ValueError(
+            f"{op}: dy has shape {tuple(dy.shape)} but the forward output had "
+            f"shape {tuple(shape)}"
+        )
+
+
+class ConvGeometry(NamedTuple):
+    """A sliding window's shapes (convolution or pooling), computed and checked
+    once. For pooling F = C and dilation = (1, 1)."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    F: int
+    KH: int
+    KW: int
+    OH: int
+    OW: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+
+def pad(xp: Any, x: Any, ph: int, pw: int, fill: float = 0.0) -> Any:
+    """x (N, C, H, W) -> (N, C, H + 2ph, W + 2pw), border filled with ``fill``."""
+    if ph == 0 and pw == 0:
+        return x
+    N, C, H, W = x.shape
+    out = xp.full(
+        (N, C, H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype, device=device_of(x)
+    )
+    out[:, :, ph : ph + H, pw : pw + W] = x
+    return out
+
+
+def window(g: ConvGeometry, u: int, v: int) -> tuple[slice, slice]:
+    """Rows and columns of the padded input that kernel tap (u, v) touches."""
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    r0, c0 = u * dh, v * dw
+    return (
+        slice(r0, r0 + sh * (g.OH - 1) + 1, sh),
+        slice(c0, c0 + sw * (g.OW - 1) + 1, sw),
+    )

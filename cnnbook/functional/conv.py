@@ -1,0 +1,188 @@
+"""2-D convolution layers as deep learning defines them: cross-correlation.
+
+Notation: x (N, C, H, W) input; w (F, C, KH, KW) filters; b (F,) biases;
+stride s, padding p, dilation d; output y (N, F, OH, OW) with
+
+    OH = (H + 2·p − d·(KH − 1) − 1) // s + 1      (OW likewise)
+
+    y[n, f, i, j] = b[f] + Σ_c Σ_u Σ_v w[f, c, u, v] · xp[n, c, s·i + d·u, s·j + d·v]
+
+where xp is x zero-padded by p. No kernel flip: a CNN "convolution" layer
+computes a cross-correlation (the flip would not matter: the kernel is learned).
+
+The fast path is im2col + one matrix multiply, with a "K-major" column buffer
+(C, KH, KW, N, OH, OW) filled by KH·KW strided slice copies, so each copy moves
+whole image rows; the backward pass scatters columns back with KH·KW slice-adds
+(col2im). Both use only array-API slicing and ``@``: they run unchanged on
+NumPy, CuPy and the strict stand-in device.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from cnnbook.backend import device_of
+from cnnbook.functional import _common as _checks
+from cnnbook.functional._common import ConvGeometry, pad, window
+
+__all__ = [
+    "col2im",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv2d_naive",
+    "conv_output_size",
+    "im2col",
+]
+
+OP = "conv2d_forward"
+
+
+def conv_output_size(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
+    """Output length along one axis: (size + 2p − d(k − 1) − 1) // s + 1.
+
+    >>> conv_output_size(28, 5, padding=2)
+    28
+    >>> conv_output_size(32, 3, stride=2, padding=1)
+    16
+    """
+    return _checks.output_size(
+        "conv_output_size", size, kernel, stride, padding, dilation
+    )
+
+
+def _geometry(op: str, x: Any, w: Any, b: Any, stride, padding, dilation):
+    xp = _checks.float_inputs(op, x=x, w=w, b=b)
+    _checks.ndim(op, "x", x, (4,), "4-D (N, C, H, W)")
+    _checks.ndim(op, "w", w, (4,), "4-D (F, C, KH, KW)")
+    N, C, H, W = x.shape
+    F, Cw, KH, KW = w.shape
+    if C != Cw:
+        raise ValueError(
+            f"{op}: x has {C} channels (x shape {tuple(x.shape)}) but w expects "
+            f"{Cw} (w shape {tuple(w.shape)})"
+        )
+    if b is not None and tuple(b.shape) != (F,):
+        raise ValueError(
+            f"{op}: b must have shape ({F},) to match w {tuple(w.shape)}, "
+            f"got {tuple(b.shape)}"
+        )
+    s = _checks.pair(op, "stride", stride, 1)
+    p = _checks.pair(op, "padding", padding, 0)
+    d = _checks.pair(op, "dilation", dilation, 1)
+    if KH < 1 or KW < 1:
+        raise ValueError(f"{op}: kernel size must be positive, w shape {w.shape}")
+    OH = _checks.output_size(op, H, KH, s[0], p[0], d[0])
+    OW = _checks.output_size(op, W, KW, s[1], p[1], d[1])
+    return xp, ConvGeometry(N, C, H, W, F, KH, KW, OH, OW, s, p, d)
+
+
+def im2col(xp: Any, xpad: Any, g: ConvGeometry) -> Any:
+    """Padded input (N, C, Hp, Wp) -> columns (C·KH·KW, N·OH·OW), K-major."""
+    cols = xp.empty(
+        (g.C, g.KH, g.KW, g.N, g.OH, g.OW), dtype=xpad.dtype, device=device_of(xpad)
+    )
+    for u in range(g.KH):
+        for v in range(g.KW):
+            rows, columns = window(g, u, v)
+            patch = xpad[:, :, rows, columns]  # (N, C, OH, OW)
+            cols[:, u, v, ...] = xp.permute_dims(patch, (1, 0, 2, 3))
+    return xp.reshape(cols, (g.C * g.KH * g.KW, g.N * g.OH * g.OW))
+
+
+def col2im(xp: Any, cols: Any, g: ConvGeometry) -> Any:
+    """Columns (C·KH·KW, N·OH·OW) -> input gradient (N, C, H, W): the adjoint
+    of :func:`im2col`, summing every column entry back where it was read."""
+    (ph, pw) = g.padding
+    cols = xp.reshape(cols, (g.C, g.KH, g.KW, g.N, g.OH, g.OW))
+    dxpad = xp.zeros(
+        (g.N, g.C, g.H + 2 * ph, g.W + 2 * pw), dtype=cols.dtype, device=device_of(cols)
+    )
+    for u in range(g.KH):
+        for v in range(g.KW):
+            rows, columns = window(g, u, v)
+            dxpad[:, :, rows, columns] += xp.permute_dims(
+                cols[:, u, v, ...], (1, 0, 2, 3)
+            )
+    return dxpad[:, :, ph : ph + g.H, pw : pw + g.W]
+
+
+class Conv2dCache(NamedTuple):
+    cols: Any  # (C·KH·KW, N·OH·OW) columns of the padded input
+    w: Any  # (F, C, KH, KW)
+    has_bias: bool
+    geometry: ConvGeometry
+
+
+def conv2d_forward(
+    x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1
+) -> tuple[Any, Conv2dCache]:
+    """x (N, C, H, W), w (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW), cache.
+
+    OH = (H + 2·padding − dilation·(KH − 1) − 1) // stride + 1; stride, padding
+    and dilation are ints or (height, width) pairs. Computes cross-correlation,
+    as every deep learning library's "conv2d" does.
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> w = np.ones((1, 1, 2, 2))
+    >>> conv2d_forward(x, w)[0][0, 0]
+    array([[10., 14., 18.],
+           [26., 30., 34.],
+           [42., 46., 50.]])
+    """
+    xp, g = _geometry(OP, x, w, b, stride, padding, dilation)
+    cols = im2col(xp, pad(xp, x, *g.padding), g)
+    y = xp.reshape(w, (g.F, -1)) @ cols  # (F, N·OH·OW): one GEMM
+    y = xp.permute_dims(xp.reshape(y, (g.F, g.N, g.OH, g.OW)), (1, 0, 2, 3))
+    if b is not None:
+        y = y + xp.reshape(b, (1, g.F, 1, 1))
+    return y, Conv2dCache(cols, w, b is not None, g)
+
+
+def conv2d_backward(dy: Any, cache: Conv2dCache) -> tuple[Any, Any, Any]:
+    """dy (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,) or None.
+
+    dw = dY ⋆ x (cross-correlation of the input with the output gradient),
+    dx = dY * rot180(w) (full convolution), db = Σ dY over N, OH, OW.
+    """
+    cols, w, has_bias, g = cache
+    op = "conv2d_backward"
+    xp = _checks.float_inputs(op, dy=dy, w=w)
+    _checks.grad_shape(op, dy, (g.N, g.F, g.OH, g.OW))
+    dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (g.F, -1))  # (F, N·OH·OW)
+    dw = xp.reshape(dy2 @ xp.matrix_transpose(cols), w.shape)
+    db = xp.sum(dy2, axis=1) if has_bias else None
+    dcols = xp.matrix_transpose(xp.reshape(w, (g.F, -1))) @ dy2
+    dx = col2im(xp, dcols, g)
+    return dx, dw, db
+
+
+def conv2d_naive(x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1):
+    """The definition, with explicit loops: the reference the fast kernel is
+    tested against. Same shapes and arguments as :func:`conv2d_forward`.
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> float(conv2d_naive(x, np.ones((1, 1, 2, 2)))[0, 0, 0, 0])
+    10.0
+    """
+    xp, g = _geometry("conv2d_naive", x, w, b, stride, padding, dilation)
+    xpad = pad(xp, x, *g.padding)
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    y = xp.zeros((g.N, g.F, g.OH, g.OW), dtype=x.dtype, device=device_of(x))
+    for n in range(g.N):
+        for f in range(g.F):
+            for i in range(g.OH):
+                for j in range(g.OW):
+                    patch = xpad[
+                        n,
+                        :,
+                        sh * i : sh * i + dh * (g.KH - 1) + 1 : dh,
+                        sw * j : sw * j + dw * (g.KW - 1) + 1 : dw,
+                    ]
+                    y[n, f, i, j] = xp.sum(patch * w[f])
+            if b is not None:
+                y[n, f, ...] += b[f]
+    return y

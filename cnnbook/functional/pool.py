@@ -1,0 +1,148 @@
+"""Pooling: max, average and global average over sliding windows.
+
+Notation: x (N, C, H, W); window KH × KW, stride s (defaults to the window),
+padding p; y (N, C, OH, OW) with OH = (H + 2p − KH) // s + 1.
+
+Max pooling pads with −∞ (padding never wins); its gradient goes to one
+element per window, the first maximum in row-major order, as PyTorch does.
+Average pooling pads with zeros that count in the average (PyTorch's
+``count_include_pad=True``). Both loop over the KH·KW window offsets, never
+over pixels, with strided slices that run on every array backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from cnnbook.backend import device_of
+from cnnbook.functional import _common as _checks
+from cnnbook.functional._common import ConvGeometry, pad, window
+
+__all__ = [
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "global_avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+]
+
+
+def _geometry(op: str, x: Any, kernel_size, stride, padding):
+    xp = _checks.float_inputs(op, x=x)
+    _checks.ndim(op, "x", x, (4,), "4-D (N, C, H, W)")
+    N, C, H, W = x.shape
+    k = _checks.pair(op, "kernel_size", kernel_size, 1)
+    s = k if stride is None else _checks.pair(op, "stride", stride, 1)
+    p = _checks.pair(op, "padding", padding, 0)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(
+            f"{op}: padding {padding!r} must be at most half the kernel size "
+            f"{kernel_size!r} (else a window could hold only padding)"
+        )
+    OH = _checks.output_size(op, H, k[0], s[0], p[0])
+    OW = _checks.output_size(op, W, k[1], s[1], p[1])
+    return xp, ConvGeometry(N, C, H, W, C, k[0], k[1], OH, OW, s, p, (1, 1))
+
+
+def _taps(g: ConvGeometry):
+    """Window offsets (u, v) in row-major order, with the slices they read."""
+    for u in range(g.KH):
+        for v in range(g.KW):
+            yield window(g, u, v)
+
+
+class PoolCache(NamedTuple):
+    xpad: Any  # padded input (max pooling) or None (average pooling)
+    y: Any  # output (max pooling) or None
+    geometry: ConvGeometry
+
+
+def max_pool2d_forward(x: Any, kernel_size, stride=None, padding=0):
+    """x (N, C, H, W) -> y (N, C, OH, OW), cache; y is the maximum of each window.
+
+    >>> import numpy as np
+    >>> x = np.array([[[[1., 2., 5., 0.], [3., 4., 1., 1.]]]])
+    >>> max_pool2d_forward(x, 2)[0]
+    array([[[[4., 5.]]]])
+    """
+    xp, g = _geometry("max_pool2d_forward", x, kernel_size, stride, padding)
+    xpad = pad(xp, x, *g.padding, fill=-float("inf"))
+    y = None
+    for rows, cols in _taps(g):
+        tap = xpad[:, :, rows, cols]
+        y = tap if y is None else xp.maximum(y, tap)  # NaN propagates
+    if g.KH * g.KW == 1:
+        y = xp.asarray(y, copy=True)
+    return y, PoolCache(xpad, y, g)
+
+
+def max_pool2d_backward(dy: Any, cache: PoolCache) -> Any:
+    """dy (N, C, OH, OW) -> dx (N, C, H, W): each window's gradient goes to its
+    first maximum (row-major), the rule PyTorch uses for ties."""
+    xpad, y, g = cache
+    op = "max_pool2d_backward"
+    xp = _checks.float_inputs(op, dy=dy, y=y)
+    _checks.grad_shape(op, dy, (g.N, g.C, g.OH, g.OW))
+    ph, pw = g.padding
+    dxpad = xp.zeros(xpad.shape, dtype=dy.dtype, device=device_of(dy))
+    routed = xp.zeros(y.shape, dtype=xp.bool, device=device_of(y))
+    for rows, cols in _taps(g):
+        tap = xpad[:, :, rows, cols]
+        hit = ((tap == y) | xp.isnan(tap)) & ~routed
+        routed = routed | hit
+        dxpad[:, :, rows, cols] += xp.where(hit, dy, 0.0)
+    return dxpad[:, :, ph : ph + g.H, pw : pw + g.W]
+
+
+def avg_pool2d_forward(x: Any, kernel_size, stride=None, padding=0):
+    """x (N, C, H, W) -> y (N, C, OH, OW), cache; y is the mean of each window
+    (zero padding counts in the mean).
+
+    >>> import numpy as np
+    >>> x = np.array([[[[1., 2., 5., 0.], [3., 4., 1., 1.]]]])
+    >>> avg_pool2d_forward(x, 2)[0]
+    array([[[[2.5 , 1.75]]]])
+    """
+    xp, g = _geometry("avg_pool2d_forward", x, kernel_size, stride, padding)
+    xpad = pad(xp, x, *g.padding)
+    total = None
+    for rows, cols in _taps(g):
+        tap = xpad[:, :, rows, cols]
+        total = tap if total is None else total + tap
+    return total / (g.KH * g.KW), PoolCache(None, None, g)
+
+
+def avg_pool2d_backward(dy: Any, cache: PoolCache) -> Any:
+    """dy (N, C, OH, OW) -> dx (N, C, H, W): each window shares its gradient
+    equally among its KH·KW elements."""
+    g = cache.geometry
+    op = "avg_pool2d_backward"
+    xp = _checks.float_inputs(op, dy=dy)
+    _checks.grad_shape(op, dy, (g.N, g.C, g.OH, g.OW))
+    ph, pw = g.padding
+    share = dy / (g.KH * g.KW)
+    dxpad = xp.zeros(
+        (g.N, g.C, g.H + 2 * ph, g.W + 2 * pw), dtype=dy.dtype, device=device_of(dy)
+    )
+    for rows, cols in _taps(g):
+        dxpad[:, :, rows, cols] += share
+    return dxpad[:, :, ph : ph + g.H, pw : pw + g.W]
+
+
+def global_avg_pool2d_forward(x: Any):
+    """x (N, C, H, W) -> y (N, C), cache: the mean of each feature map."""
+    op = "global_avg_pool2d_forward"
+    xp = _checks.float_inputs(op, x=x)
+    _checks.ndim(op, "x", x, (4,), "4-D (N, C, H, W)")
+    return xp.mean(x, axis=(2, 3)), tuple(x.shape)
+
+
+def global_avg_pool2d_backward(dy: Any, cache: tuple[int, ...]) -> Any:
+    """dy (N, C) -> dx (N, C, H, W), each pixel getting dy / (H·W)."""
+    op = "global_avg_pool2d_backward"
+    xp = _checks.float_inputs(op, dy=dy)
+    N, C, H, W = cache
+    _checks.grad_shape(op, dy, (N, C))
+    share = xp.reshape(dy / (H * W), (N, C, 1, 1))
+    return xp.broadcast_to(share, (N, C, H, W)) * 1
