@@ -1,0 +1,57 @@
+"""Layers with forward and backward passes, PyTorch names: ``cnnbook.nn``.
+
+>>> import numpy as np
+>>> from cnnbook import nn
+>>> net = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1))
+>>> x = np.ones((2, 4), dtype=np.float32)
+>>> crit = nn.CrossEntropyLoss()
+>>> loss = crit(net(x), np.array([0, 2]))
+>>> dx = net.backward(crit.backward())
+>>> net[0].weight.grad.shape
+(8, 4)
+"""
+
+from cnnbook.nn import init
+from cnnbook.nn.containers import Identity, Residual, Sequential
+from cnnbook.nn.layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
+from cnnbook.nn.losses import CrossEntropyLoss, MSELoss
+from cnnbook.nn.module import Module, Parameter, Recorder
+
+__all__ = [
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2d",
+    "Identity",
+    "LeakyReLU",
+    "Linear",
+    "MSELoss",
+    "MaxPool2d",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Recorder",
+    "Residual",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "init",
+]

@@ -1,0 +1,346 @@
+"""Layers: thin stateful wrappers over :mod:`cnnbook.functional`.
+
+Notation: x (N, C, H, W) for images, (N, D) for vectors. Each layer keeps the
+``cache`` of its last forward pass and hands it to the matching backward.
+Parameters are created on the configured default backend, float32 unless
+``dtype`` says otherwise, from a seeded generator (``rng``: a seed, a NumPy
+Generator, or None for :func:`cnnbook.nn.init.manual_seed`'s global one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnbook import backend as B
+from cnnbook import functional as F
+from cnnbook.nn import init
+from cnnbook.nn.module import Module, Parameter
+
+__all__ = [
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2d",
+    "LeakyReLU",
+    "Linear",
+    "MaxPool2d",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+]
+
+INITS = ("default", "he", "kaiming", "xavier")
+
+
+def _param(host: np.ndarray, dtype: Any) -> Parameter:
+    return Parameter(B.asarray(host, dtype=dtype))
+
+
+def _weights(shape, bias, init_name, rng, nonlinearity="relu"):
+    """Host (weight, bias) for Conv2d/Linear under the named scheme."""
+    if init_name == "default":
+        return init.pytorch_default(shape, bias, rng)
+    if init_name in ("he", "kaiming"):
+        w = init.kaiming_normal(shape, nonlinearity=nonlinearity, rng=rng)
+    elif init_name == "xavier":
+        w = init.xavier_uniform(shape, rng=rng)
+    else:
+        raise ValueError(f"unknown init {init_name!r}; choose one of {INITS}")
+    return w, (np.zeros(shape[0]) if bias else None)
+
+
+def _check_input(layer: Module, x: Any, ndim: int, axis: int, size: int, what: str):
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) != ndim or shape[axis] != size:
+        raise ValueError(f"{layer!r} expects input {what}, got shape {shape}")
+
+
+class Conv2d(Module):
+    """x (N, C_in, H, W) -> (N, C_out, OH, OW), OH = (H + 2p − KH) // s + 1.
+
+    weight (C_out, C_in, KH, KW), bias (C_out,), as PyTorch's ``nn.Conv2d``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        init: str = "default",
+        rng: Any = None,
+        dtype: Any = np.float32,
+    ):
+        kh, kw = (
+            (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        w, b = _weights((out_channels, in_channels, kh, kw), bias, init, rng)
+        self.weight = _param(w, dtype)
+        self.bias = _param(b, dtype) if bias else None
+        self._cache = None
+
+    def forward(self, x):
+        _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
+        b = self.bias.data if self.bias is not None else None
+        y, self._cache = F.conv2d_forward(
+            x, self.weight.data, b, self.stride, self.padding
+        )
+        return y
+
+    def backward(self, dy):
+        dx, dw, db = F.conv2d_backward(dy, self._cache)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        if self.stride != 1:
+            s += f", stride={self.stride}"
+        if self.padding != 0:
+            s += f", padding={self.padding}"
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Linear(Module):
+    """x (N, in_features) -> (N, out_features); y = x Wᵀ + b, W (out, in)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str = "default",
+        rng: Any = None,
+        dtype: Any = np.float32,
+    ):
+        self.in_features, self.out_features = in_features, out_features
+        w, b = _weights((out_features, in_features), bias, init, rng)
+        self.weight = _param(w, dtype)
+        self.bias = _param(b, dtype) if bias else None
+        self._cache = None
+
+    def forward(self, x):
+        _check_input(self, x, 2, 1, self.in_features, f"(N, {self.in_features})")
+        b = self.bias.data if self.bias is not None else None
+        y, self._cache = F.linear_forward(x, self.weight.data, b)
+        return y
+
+    def backward(self, dy):
+        dx, dw, db = F.linear_backward(dy, self._cache)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}" + (
+            "" if self.bias is not None else ", bias=False"
+        )
+
+
+class _Pool(Module):
+    _forward = _backward = None  # set by subclasses
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self._cache = None
+
+    def forward(self, x):
+        y, self._cache = type(self)._forward(
+            x, self.kernel_size, self.stride, self.padding
+        )
+        return y
+
+    def backward(self, dy):
+        return type(self)._backward(dy, self._cache)
+
+    def extra_repr(self):
+        stride = self.kernel_size if self.stride is None else self.stride
+        return (
+            f"kernel_size={self.kernel_size}, stride={stride}, padding={self.padding}"
+        )
+
+
+class MaxPool2d(_Pool):
+    """x (N, C, H, W) -> (N, C, OH, OW): the maximum of each window."""
+
+    _forward = staticmethod(F.max_pool2d_forward)
+    _backward = staticmethod(F.max_pool2d_backward)
+
+
+class AvgPool2d(_Pool):
+    """x (N, C, H, W) -> (N, C, OH, OW): the mean of each window."""
+
+    _forward = staticmethod(F.avg_pool2d_forward)
+    _backward = staticmethod(F.avg_pool2d_backward)
+
+
+class GlobalAvgPool2d(Module):
+    """x (N, C, H, W) -> (N, C): the mean over each channel's H·W values."""
+
+    def forward(self, x):
+        y, self._cache = F.global_avg_pool2d_forward(x)
+        return y
+
+    def backward(self, dy):
+        return F.global_avg_pool2d_backward(dy, self._cache)
+
+
+class _Activation(Module):
+    _forward = _backward = None
+
+    def forward(self, x):
+        y, self._cache = type(self)._forward(x)
+        return y
+
+    def backward(self, dy):
+        return type(self)._backward(dy, self._cache)
+
+
+class ReLU(_Activation):
+    """y = max(x, 0), elementwise."""
+
+    _forward = staticmethod(F.relu_forward)
+    _backward = staticmethod(F.relu_backward)
+
+
+class Sigmoid(_Activation):
+    """y = 1 / (1 + e^(−x)), elementwise."""
+
+    _forward = staticmethod(F.sigmoid_forward)
+    _backward = staticmethod(F.sigmoid_backward)
+
+
+class Tanh(_Activation):
+    """y = tanh x, elementwise."""
+
+    _forward = staticmethod(F.tanh_forward)
+    _backward = staticmethod(F.tanh_backward)
+
+
+class LeakyReLU(Module):
+    """y = x for x > 0, negative_slope · x otherwise."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        y, self._cache = F.leaky_relu_forward(x, self.negative_slope)
+        return y
+
+    def backward(self, dy):
+        return F.leaky_relu_backward(dy, self._cache)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Flatten(Module):
+    """x (N, d1, d2, …) -> (N, d1·d2·…)."""
+
+    def forward(self, x):
+        self._shape = tuple(x.shape)
+        xp = B.namespace("Flatten", x=x)
+        return xp.reshape(x, (x.shape[0], -1))
+
+    def backward(self, dy):
+        xp = B.namespace("Flatten.backward", dy=dy)
+        return xp.reshape(dy, self._shape)
+
+
+class _BatchNorm(Module):
+    _ndims: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        dtype: Any = np.float32,
+    ):
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = _param(np.ones(num_features), dtype)
+        self.bias = _param(np.zeros(num_features), dtype)
+        self.register_buffer(
+            "running_mean", B.asarray(np.zeros(num_features), dtype=dtype)
+        )
+        self.register_buffer(
+            "running_var", B.asarray(np.ones(num_features), dtype=dtype)
+        )
+        self.register_buffer("num_batches_tracked", B.asarray(np.int64(0)))
+        self._cache = None
+
+    def forward(self, x):
+        C = self.num_features
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) not in self._ndims or shape[1] != C:
+            want = " or ".join(
+                f"(N, {C})" if n == 2 else f"(N, {C}, H, W)" for n in self._ndims
+            )
+            raise ValueError(f"{self!r} expects input {want}, got shape {shape}")
+        y, self._cache = F.batch_norm_forward(
+            x,
+            self.weight.data,
+            self.bias.data,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+        if self.training:
+            self.num_batches_tracked = self.num_batches_tracked + 1
+        return y
+
+    def backward(self, dy):
+        dx, dgamma, dbeta = F.batch_norm_backward(dy, self._cache)
+        self.weight.accumulate(dgamma)
+        self.bias.accumulate(dbeta)
+        return dx
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """x (N, C) -> (N, C), normalised per feature; weight γ, bias β (C,)."""
+
+    _ndims = (2,)
+
+
+class BatchNorm2d(_BatchNorm):
+    """x (N, C, H, W) -> same, normalised per channel over N, H, W."""
+
+    _ndims = (4,)
+
+
+class Dropout(Module):
+    """Inverted dropout: in training zero each value with probability p and
+    scale the rest by 1/(1 − p); the identity in evaluation."""
+
+    def __init__(self, p: float = 0.5, rng: Any = None):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+        self.rng = np.random.default_rng(init.generator(rng).integers(1 << 62))
+
+    def forward(self, x):
+        y, self._cache = F.dropout_forward(x, self.p, self.training, self.rng)
+        return y
+
+    def backward(self, dy):
+        return F.dropout_backward(dy, self._cache)
+
+    def extra_repr(self):
+        return f"p={self.p}"

@@ -1,0 +1,395 @@
+"""``Parameter`` and ``Module``: the bookkeeping every layer shares.
+
+A module owns parameters (learned, with gradients), buffers (state such as
+batch norm's running statistics) and sub-modules, all registered by assigning
+attributes, as in PyTorch. ``forward(x)`` computes and keeps what backward
+needs; ``backward(dy) -> dx`` returns the input gradient and *adds* parameter
+gradients into ``param.grad`` (call ``zero_grad()`` between steps).
+
+Hooks let a chapter watch a network: ``register_forward_hook(fn)`` calls
+``fn(module, x, y)`` after each forward and ``register_backward_hook(fn)``
+calls ``fn(module, dy, dx)`` after each backward; :class:`Recorder` uses them
+to collect activations and gradient norms by layer name.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from cnnbook import backend as B
+
+__all__ = ["Module", "Parameter", "Recorder"]
+
+
+class Parameter:
+    """A learned array ``data`` and its gradient ``grad`` (None until backward)."""
+
+    def __init__(self, data: Any):
+        self.data = data
+        self.grad: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    def accumulate(self, g: Any) -> None:
+        """grad ← grad + g (grad ← g the first time)."""
+        self.grad = g if self.grad is None else self.grad + g
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class _Handle:
+    """Returned by ``register_*_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+
+_hook_ids = iter(range(1 << 62))
+
+
+def _with_backward_hooks(backward: Callable) -> Callable:
+    @functools.wraps(backward)
+    def wrapper(self: Module, dy: Any) -> Any:
+        dx = backward(self, dy)
+        for hook in list(self.__dict__.get("_backward_hooks", {}).values()):
+            hook(self, dy, dx)
+        return dx
+
+    wrapper._hooked = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class Module:
+    """Base class: subclasses set parameters/sub-modules as attributes and
+    implement ``forward(x)`` and ``backward(dy)``.
+
+    >>> from cnnbook.nn import Linear
+    >>> layer = Linear(3, 2, rng=0)
+    >>> [name for name, _ in layer.named_parameters()]
+    ['weight', 'bias']
+    """
+
+    training: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        bw = cls.__dict__.get("backward")
+        if bw is not None and not getattr(bw, "_hooked", False):
+            cls.backward = _with_backward_hooks(bw)  # type: ignore[method-assign]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Module:
+        self = super().__new__(cls)
+        d = self.__dict__
+        d["_parameters"], d["_buffers"], d["_modules"] = {}, {}, {}
+        d["_forward_hooks"], d["_backward_hooks"] = {}, {}
+        d["training"] = True
+        return self
+
+    # -- registration --------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        if isinstance(value, (Parameter, Module)):
+            d["_buffers"].pop(name, None)
+        d["_parameters"].pop(name, None)
+        d["_modules"].pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Keep ``value`` (an array) as state: saved, moved, not learned."""
+        self._buffers[name] = True
+        object.__setattr__(self, name, value)
+
+    # -- forward, backward, hooks ---------------------------------------------
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, x: Any) -> Any:
+        y = self.forward(x)
+        for hook in list(self._forward_hooks.values()):
+            hook(self, x, y)
+        return y
+
+    def register_forward_hook(self, fn: Callable[[Module, Any, Any], None]) -> _Handle:
+        """Call ``fn(module, x, y)`` after every forward; returns a handle."""
+        key = next(_hook_ids)
+        self._forward_hooks[key] = fn
+        return _Handle(self._forward_hooks, key)
+
+    def register_backward_hook(self, fn: Callable[[Module, Any, Any], None]) -> _Handle:
+        """Call ``fn(module, dy, dx)`` after every backward; returns a handle."""
+        key = next(_hook_ids)
+        self._backward_hooks[key] = fn
+        return _Handle(self._backward_hooks, key)
+
+    # -- traversal -------------------------------------------------------------
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module ("") and all descendants."""
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for mod_name, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, Any]]:
+        for mod_name, m in self.named_modules():
+            for name in m._buffers:
+                yield (f"{mod_name}.{name}" if mod_name else name), getattr(m, name)
+
+    def zero_grad(self) -> None:
+        """Forget accumulated gradients (``grad`` back to None)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        for _, m in self.named_modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def num_parameters(self) -> int:
+        return sum(int(np.prod(p.shape)) for p in self.parameters())
+
+    # -- placement -------------------------------------------------------------
+    def to(self, backend_or_device: Any = None, dtype: Any = None) -> Module:
+        """Move parameters and buffers to a backend ("numpy", "cupy", "strict")
+        and/or cast floating arrays to ``dtype`` (e.g. ``numpy.float64``).
+
+        Gradients are dropped. Returns ``self``.
+        """
+        if backend_or_device is not None and backend_or_device not in B.BACKENDS:
+            raise ValueError(
+                f"{type(self).__name__}.to: unknown backend {backend_or_device!r}; "
+                f"choose one of {B.BACKENDS}"
+            )
+        name = backend_or_device
+
+        def move(a: Any) -> Any:
+            host_dtype = None
+            if dtype is not None and B._numpy_dtype(a.dtype).kind == "f":
+                host_dtype = dtype
+            if name is None and host_dtype is None:
+                return a
+            if name is None:
+                xp = B.namespace("Module.to", a=a)
+                return B.asarray(a, xp, B.device_of(a), dtype=host_dtype)
+            xp, dev = B.default_namespace(name), B.default_device(name)
+            return B.asarray(a, xp, dev, dtype=host_dtype, copy=True)
+
+        for _, m in self.named_modules():
+            for p in m._parameters.values():
+                p.data, p.grad = move(p.data), None
+            for b in m._buffers:
+                object.__setattr__(m, b, move(getattr(m, b)))
+        return self
+
+    # -- state -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers as NumPy copies, keyed as PyTorch keys them."""
+        out: dict[str, np.ndarray] = {}
+        for mod_name, m in self.named_modules():
+            for name, p in m._parameters.items():
+                out[f"{mod_name}.{name}" if mod_name else name] = np.array(
+                    B.to_numpy(p.data), copy=True
+                )
+            for name in m._buffers:
+                out[f"{mod_name}.{name}" if mod_name else name] = np.array(
+                    B.to_numpy(getattr(m, name)), copy=True
+                )
+        return out
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy arrays (NumPy, or anything ``numpy.asarray`` accepts, such as
+        CPU torch tensors) into this module, keeping each parameter's backend,
+        device and dtype. Everything is checked before anything is written.
+        """
+        targets: dict[str, tuple[Module, str, bool]] = {}
+        for mod_name, m in self.named_modules():
+            for name in m._parameters:
+                key = f"{mod_name}.{name}" if mod_name else name
+                targets[key] = (m, name, True)
+            for name in m._buffers:
+                key = f"{mod_name}.{name}" if mod_name else name
+                targets[key] = (m, name, False)
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        staged = []
+        for key, (m, name, is_param) in targets.items():
+            if key not in state:
+                continue
+            current = m._parameters[name].data if is_param else getattr(m, name)
+            value = np.asarray(state[key])
+            if tuple(value.shape) != tuple(current.shape):
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: {key} has shape "
+                    f"{tuple(value.shape)} in the state but {tuple(current.shape)} "
+                    "in the model"
+                )
+            xp = B.namespace("load_state_dict", a=current)
+            staged.append(
+                (
+                    m,
+                    name,
+                    is_param,
+                    B.asarray(
+                        value, xp, B.device_of(current), dtype=current.dtype, copy=True
+                    ),
+                )
+            )
+        for m, name, is_param, arr in staged:
+            if is_param:
+                m._parameters[name].data, m._parameters[name].grad = arr, None
+            else:
+                object.__setattr__(m, name, arr)
+
+    # -- printing --------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if not self._modules:
+            return lines[0] + ")"
+        for name, m in self._modules.items():
+            sub = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        return "\n".join(lines) + "\n)"
+
+    def summary(self, input_shape: tuple[int, ...], dtype: Any = None) -> str:
+        """A table of leaf layers: name, type, output shape, parameter count.
+
+        ``input_shape`` includes the batch dimension, e.g. (1, 1, 28, 28). Runs
+        one forward pass on zeros in evaluation mode.
+        """
+        rows: list[tuple[str, str, str, int]] = []
+        handles = []
+        for name, m in self.named_modules():
+            if m._modules:
+                continue
+
+            def hook(mod: Module, x: Any, y: Any, name: str = name) -> None:
+                n = sum(int(np.prod(p.shape)) for p in mod._parameters.values())
+                rows.append((name, type(mod).__name__, str(tuple(y.shape)), n))
+
+            handles.append(m.register_forward_hook(hook))
+        was_training = self.training
+        params = self.parameters()
+        like = params[0].data if params else None
+        if like is not None:
+            xp = B.namespace("summary", a=like)
+            x = B.asarray(
+                np.zeros(input_shape), xp, B.device_of(like), dtype=dtype or like.dtype
+            )
+        else:
+            x = B.asarray(np.zeros(input_shape), dtype=dtype or np.float32)
+        try:
+            self.eval()
+            self(x)
+        finally:
+            self.train(was_training)
+            for h in handles:
+                h.remove()
+        head = ("layer", "type", "output shape", "params")
+        table = [head, *[(a, b, c, f"{d:,}") for a, b, c, d in rows]]
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        fmt = lambda r: "  ".join(  # noqa: E731
+            r[i].ljust(widths[i]) if i < 3 else r[i].rjust(widths[i]) for i in range(4)
+        )
+        rule = "-" * len(fmt(head))
+        total = f"total parameters: {self.num_parameters():,}"
+        return "\n".join([fmt(head), rule, *map(fmt, table[1:]), rule, total])
+
+
+class Recorder:
+    """Record each leaf layer's activations and gradient norms by name.
+
+    >>> from cnnbook.nn import Linear, ReLU, Sequential
+    >>> import numpy as np
+    >>> net = Sequential(Linear(3, 4, rng=0), ReLU(), Linear(4, 2, rng=1))
+    >>> with Recorder(net) as rec:
+    ...     y = net(np.ones((5, 3), dtype=np.float32))
+    ...     dx = net.backward(np.ones((5, 2), dtype=np.float32))
+    >>> sorted(rec.activations), rec.activations["0"].shape
+    (['0', '1', '2'], (5, 4))
+    >>> sorted(rec.grad_norms)
+    ['0', '1', '2']
+
+    ``activations[name]`` is a NumPy copy of the layer's last output;
+    ``grad_norms[name]`` the L2 norm of the gradient arriving at its output
+    (dy); ``param_grad_norms[name]`` those of its parameters after backward.
+    """
+
+    def __init__(self, model: Module, activations: bool = True):
+        self.model, self.keep_activations = model, activations
+        self.activations: dict[str, np.ndarray] = {}
+        self.grad_norms: dict[str, float] = {}
+        self.param_grad_norms: dict[str, float] = {}
+        self._handles: list[_Handle] = []
+
+    def __enter__(self) -> Recorder:
+        for name, m in self.model.named_modules():
+            if m._modules:
+                continue
+            self._handles.append(m.register_forward_hook(self._fw(name)))
+            self._handles.append(m.register_backward_hook(self._bw(name)))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _fw(self, name: str) -> Callable:
+        def hook(m: Module, x: Any, y: Any) -> None:
+            if self.keep_activations:
+                self.activations[name] = np.array(B.to_numpy(y), copy=True)
+
+        return hook
+
+    def _bw(self, name: str) -> Callable:
+        def hook(m: Module, dy: Any, dx: Any) -> None:
+            xp = B.namespace("Recorder", dy=dy)
+            self.grad_norms[name] = float(xp.sqrt(xp.sum(dy * dy)))
+            for pname, p in m._parameters.items():
+                if p.grad is not None:
+                    g = p.grad
+                    key = f"{name}.{pname}" if name else pname
+                    self.param_grad_norms[key] = float(xp.sqrt(xp.sum(g * g)))
+
+        return hook
