@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run every test: lint and format, unit and property tests with doctests, the
+# PyTorch-parity tests (skipped with a reason if torch is absent), every
+# notebook re-executed by nbval in strict mode, and the published book opened
+# in headless Chromium. Sets up its own environment first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup_env.sh
+venv=${CNNBOOK_VENV:-.venv}
+export PATH="$PWD/$venv/bin:$PATH"
+export PYTHONHASHSEED=0
+
+echo "== lint and format (ruff)"
+ruff check .
+ruff format --check .
+
+echo "== build the book (the browser test opens it)"
+bash scripts/build_book.sh
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing Debian's chromium for the browser test"
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: chromium is missing; install it (e.g. apt-get install chromium)" >&2
+    exit 1
+  fi
+fi
+
+echo "== unit, property, parity and browser tests, doctests"
+CI=${CI:-true} MPLBACKEND=Agg pytest -q -p no:cacheprovider tests cnnbook
+
+echo "== notebooks: nbval, strict"
+pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+  --nbval-sanitize-with book/nbval_sanitize.cfg book/
