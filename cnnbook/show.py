@@ -1,0 +1,94 @@
+"""Show the package's own source code in the book, never a copy of it.
+
+A chapter that explains ``conv2d_forward`` shows the function the package runs:
+``show_source(cnnbook.functional.conv2d_forward)``. Renaming or deleting the function
+breaks the chapter (the notebook stops executing and nbval fails), so the text can
+never drift from the code.
+
+``source(obj) -> str``
+    The source text (plain, for tests and doctests).
+``show_source(obj)``
+    Displays it in a notebook: a highlighted Markdown code block headed by the file
+    it comes from; plain text outside Jupyter.
+
+>>> print(source(source).splitlines()[0])
+def source(obj: Any) -> str:
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import textwrap
+from typing import Any
+
+__all__ = ["show_source", "source", "source_path"]
+
+
+def source(obj: Any) -> str:
+    """Source code of a function, class, method or module, dedented.
+
+    Decorated functions are unwrapped (``functools.wraps``) to the code underneath.
+
+    >>> def double(x):
+    ...     return 2 * x
+    >>> "return 2 * x" in source(double)
+    True
+    >>> source(42)
+    Traceback (most recent call last):
+    ...
+    TypeError: source: no source code for 42 (int); pass a function, class or module
+    """
+    target = inspect.unwrap(obj) if callable(obj) else obj
+    try:
+        text = inspect.getsource(target)
+    except (TypeError, OSError) as err:
+        raise TypeError(
+            f"source: no source code for {obj!r} ({type(obj).__name__}); "
+            "pass a function, class or module"
+        ) from err
+    return textwrap.dedent(text).rstrip() + "\n"
+
+
+def source_path(obj: Any) -> str:
+    """Where ``obj`` is defined, relative to the repository: ``cnnbook/show.py``.
+
+    Paths outside the cnnbook package are returned as the module name.
+
+    >>> source_path(source_path)
+    'cnnbook/show.py'
+    """
+    target = inspect.unwrap(obj) if callable(obj) else obj
+    path = inspect.getsourcefile(target) or ""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    absolute = os.path.abspath(path)
+    if absolute.startswith(package_root + os.sep):
+        return os.path.relpath(absolute, package_root).replace(os.sep, "/")
+    module = inspect.getmodule(target)
+    return module.__name__ if module is not None else "<unknown>"
+
+
+def show_source(obj: Any, *, header: bool = True) -> None:
+    """Display the source of ``obj``, syntax-highlighted in Jupyter and in the book.
+
+    In IPython the code is displayed as a Markdown code block (``text/markdown``),
+    which Jupyter highlights and the book renders like any other code block (with a
+    copy button); elsewhere it is printed. ``header`` adds a comment line naming the
+    file, e.g. ``# cnnbook/show.py``.
+    """
+    code = source(obj)
+    if header:
+        code = f"# {source_path(obj)}\n{code}"
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # plain Python: no rich display
+        print(code, end="")
+        return
+    if get_ipython() is None:
+        print(code, end="")
+        return
+    fence = "```"
+    while fence in code:  # a fence longer than any backtick run inside the code
+        fence += "`"
+    display(Markdown(f"{fence}python\n{code}{fence}"))
