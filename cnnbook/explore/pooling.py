@@ -1,0 +1,341 @@
+"""Companion to the chapter *Pooling*: moving and zooming images, measuring how
+much a feature map changes, and the pooling explorer with its static counterpart.
+
+Notation: x (N, C, H, W) images; w (F, C, KH, KW) convolution kernels; feature
+maps (N, F, OH, OW), or (N, F) after global average pooling. The layers are the
+package's own (:mod:`cnnbook.functional`); this module only composes and measures.
+
+- :func:`shift` and :func:`zoom` transform images (zero fill outside).
+- :func:`features` is a fixed convolution + ReLU stage, optionally pooled.
+- :func:`relative_change` is the measure: ‖f(T x) − f(x)‖ / ‖f(x)‖ per image.
+- :func:`robustness` tabulates it for several transforms and poolings.
+- :func:`random_filters` draws the fixed, seeded filter bank.
+- :func:`pool`, :func:`plot_pooling`, :func:`explorer`, :func:`states_grid` and
+  :func:`states_animation` draw pooling for the reader (matplotlib, ipywidgets).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from cnnbook.backend import asarray, device_of, namespace, to_numpy
+from cnnbook.functional import (
+    avg_pool2d_forward,
+    conv2d_forward,
+    global_avg_pool2d_forward,
+    max_pool2d_forward,
+    relu_forward,
+)
+
+__all__ = [
+    "POOLS",
+    "explorer",
+    "features",
+    "plot_pooling",
+    "pool",
+    "random_filters",
+    "relative_change",
+    "robustness",
+    "shift",
+    "states_animation",
+    "states_grid",
+    "zoom",
+]
+
+POOLS = ("none", "max", "avg", "global")
+
+
+# ----------------------------------------------------------------------------
+# transforms
+# ----------------------------------------------------------------------------
+def shift(x: Any, dy: int, dx: int) -> Any:
+    """x (N, C, H, W) -> (N, C, H, W): content moved dy rows down and dx columns
+    right (negative: up/left); what enters is zero, what leaves is lost.
+
+    >>> import numpy as np
+    >>> x = np.arange(1.0, 5.0).reshape(1, 1, 2, 2)
+    >>> shift(x, 0, 1)[0, 0]
+    array([[0., 1.],
+           [0., 3.]])
+    """
+    xp = namespace("shift", x=x)
+    H, W = x.shape[-2:]
+    out = xp.zeros_like(x)
+    if abs(dy) >= H or abs(dx) >= W:
+        return out
+    rows_to = slice(max(dy, 0), H + min(dy, 0))
+    rows_from = slice(max(-dy, 0), H + min(-dy, 0))
+    cols_to = slice(max(dx, 0), W + min(dx, 0))
+    cols_from = slice(max(-dx, 0), W + min(-dx, 0))
+    out[..., rows_to, cols_to] = x[..., rows_from, cols_from]
+    return out
+
+
+def _resample(x: Any, axis: int, factor: float) -> Any:
+    """Linear resampling of one axis about its centre by ``factor`` (zero outside)."""
+    xp = namespace("zoom", x=x)
+    n = x.shape[axis]
+    centre = (n - 1) / 2
+    src = centre + (np.arange(n) - centre) / factor  # where output i reads from
+    lo = np.floor(src).astype(np.int64)
+    frac = src - lo
+    # pad the axis with one zero on each side; indices shift by one
+    shape = list(x.shape)
+    shape[axis] = n + 2
+    padded = xp.zeros(tuple(shape), dtype=x.dtype, device=device_of(x))
+    inner = [slice(None)] * x.ndim
+    inner[axis] = slice(1, n + 1)
+    padded[tuple(inner)] = x
+    i0 = np.clip(lo + 1, 0, n + 1)
+    i1 = np.clip(lo + 2, 0, n + 1)
+    w1 = np.where((lo + 1 >= 0) & (lo + 2 <= n + 1), frac, 0.0)
+    w0 = np.where((lo + 1 >= 0) & (lo + 1 <= n + 1), 1 - frac, 0.0)
+    dev = device_of(x)
+    bshape = [1] * x.ndim
+    bshape[axis] = n
+
+    def weight(a: np.ndarray) -> Any:
+        return xp.reshape(asarray(a, xp, dev, dtype=x.dtype), tuple(bshape))
+
+    take0 = xp.take(padded, asarray(i0, xp, dev), axis=axis)
+    take1 = xp.take(padded, asarray(i1, xp, dev), axis=axis)
+    return take0 * weight(w0) + take1 * weight(w1)
+
+
+def zoom(x: Any, factor: float) -> Any:
+    """x (N, C, H, W) -> (N, C, H, W): content scaled by ``factor`` about the
+    image centre (bilinear; > 1 enlarges), zero where nothing maps.
+
+    >>> import numpy as np
+    >>> x = np.zeros((1, 1, 5, 5)); x[0, 0, 2, 2] = 1.0
+    >>> zoom(x, 1.0)[0, 0, 2].tolist()
+    [0.0, 0.0, 1.0, 0.0, 0.0]
+    >>> zoom(x, 2.0)[0, 0, 2].tolist()
+    [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    if factor <= 0:
+        raise ValueError(f"zoom: factor must be positive, got {factor!r}")
+    return _resample(_resample(x, x.ndim - 2, factor), x.ndim - 1, factor)
+
+
+# ----------------------------------------------------------------------------
+# features and the measure
+# ----------------------------------------------------------------------------
+def random_filters(F: int, C: int = 1, K: int = 5, seed: int = 0) -> np.ndarray:
+    """-> w (F, C, K, K) float32: Gaussian filters with zero mean and unit norm,
+    so a constant patch gives 0 and every filter has the same gain.
+
+    >>> w = random_filters(4, K=3)
+    >>> w.shape, bool(np.allclose(w.sum(axis=(1, 2, 3)), 0, atol=1e-6))
+    ((4, 1, 3, 3), True)
+    """
+    w = np.random.default_rng(seed).normal(size=(F, C, K, K))
+    w -= w.mean(axis=(1, 2, 3), keepdims=True)
+    w /= np.sqrt((w**2).sum(axis=(1, 2, 3), keepdims=True))
+    return w.astype(np.float32)
+
+
+def pool(x: Any, kind: str, kernel_size: int = 2, stride: int | None = None) -> Any:
+    """x (N, C, H, W) -> (N, C, OH, OW) ("max", "avg"), (N, C) ("global"), or x
+    itself ("none"); OH = (H − kernel_size) // stride + 1, stride defaults to
+    kernel_size. Dispatches to the package's pooling functions.
+
+    >>> import numpy as np
+    >>> x = np.array([[[[1., 2., 5., 0.], [3., 4., 1., 1.]]]])
+    >>> pool(x, "max").tolist(), pool(x, "global").tolist()
+    ([[[[4.0, 5.0]]]], [[2.125]])
+    """
+    if kind == "none":
+        return x
+    if kind == "max":
+        return max_pool2d_forward(x, kernel_size, stride)[0]
+    if kind == "avg":
+        return avg_pool2d_forward(x, kernel_size, stride)[0]
+    if kind == "global":
+        return global_avg_pool2d_forward(x)[0]
+    raise ValueError(f"pool: kind must be one of {POOLS}, got {kind!r}")
+
+
+def features(
+    x: Any, weights: Sequence[Any], kind: str = "none", kernel_size: int = 2
+) -> Any:
+    """x (N, C, H, W) -> feature maps: per kernel w in ``weights``, a stage
+    conv (padding K // 2, no bias) -> ReLU -> pooling of ``kind``; "global"
+    pools once, after the last stage. (N, F, H', W'), or (N, F) for "global".
+
+    >>> import numpy as np
+    >>> x = np.ones((2, 1, 8, 8), dtype=np.float32)
+    >>> w = random_filters(3)
+    >>> [features(x, [w], k).shape for k in POOLS]
+    [(2, 3, 8, 8), (2, 3, 4, 4), (2, 3, 4, 4), (2, 3)]
+    """
+    xp = namespace("features", x=x)
+    for w in weights:
+        w = asarray(w, xp, device_of(x), dtype=x.dtype)
+        x = relu_forward(conv2d_forward(x, w, None, 1, w.shape[-1] // 2)[0])[0]
+        if kind in ("max", "avg", "none"):
+            x = pool(x, kind, kernel_size)
+    return pool(x, "global") if kind == "global" else x
+
+
+def relative_change(a: Any, b: Any) -> np.ndarray:
+    """a, b (N, ...) -> (N,) NumPy: ‖b_n − a_n‖ / ‖a_n‖ for each sample n
+    (0 where both are 0, inf where only a_n is 0).
+
+    >>> import numpy as np
+    >>> relative_change(np.array([[3.0, 4.0]]), np.array([[3.0, 4.5]])).tolist()
+    [0.1]
+    """
+    xp = namespace("relative_change", a=a, b=b)
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"relative_change: shapes {a.shape} and {b.shape} differ")
+    N = a.shape[0]
+    a2, b2 = xp.reshape(a, (N, -1)), xp.reshape(b, (N, -1))
+    num = to_numpy(xp.sum((b2 - a2) ** 2, axis=1)).astype(np.float64)
+    den = to_numpy(xp.sum(a2**2, axis=1)).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.sqrt(num / den)
+    return np.where((num == 0) & (den == 0), 0.0, r)
+
+
+def robustness(
+    x: Any,
+    transforms: Sequence[Callable[[Any], Any]],
+    measure: Callable[[Any], Any],
+) -> np.ndarray:
+    """x (N, C, H, W), T transforms -> (T, N) NumPy: relative_change between
+    measure(x) and measure(t(x)) for each transform t and image n.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).random((3, 1, 6, 6))
+    >>> r = robustness(x, [lambda v: v, lambda v: 2 * v], lambda v: v)
+    >>> r.shape, r[0].tolist(), r[1].round(6).tolist()
+    ((2, 3), [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    """
+    reference = measure(x)
+    return np.stack([relative_change(reference, measure(t(x))) for t in transforms])
+
+
+# ----------------------------------------------------------------------------
+# pictures for the reader (matplotlib and ipywidgets are imported lazily)
+# ----------------------------------------------------------------------------
+def plot_pooling(
+    image: np.ndarray,
+    kernel_size: int,
+    stride: int,
+    kind: str,
+    axes: Sequence[Any] | None = None,
+) -> Any:
+    """image (H, W) -> the figure: the input with the first windows outlined,
+    and its pooled map (OH, OW) drawn at the same scale, shapes in the titles."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    x = np.asarray(image, dtype=np.float64)[None, None]
+    y = pool(x, kind, kernel_size, stride)[0, 0]
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2), dpi=72)
+    else:
+        fig = axes[0].figure
+    H, W = image.shape
+    OH, OW = y.shape
+    for ax in axes:
+        ax.clear()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=1)
+    colours = ("tab:red", "tab:orange", "tab:cyan")
+    for j, c in zip(range(min(OW, 3)), colours, strict=False):
+        axes[0].add_patch(
+            Rectangle(
+                (j * stride - 0.5, -0.5),
+                kernel_size,
+                kernel_size,
+                fill=False,
+                lw=1.5,
+                ec=c,
+            )
+        )
+    axes[0].set_title(f"input {H}×{W}", fontsize=9)
+    axes[1].imshow(
+        y, cmap="gray", vmin=0, vmax=1, extent=(-0.5, W - 0.5, H - 0.5, -0.5)
+    )
+    axes[1].set_title(f"{kind} pool k={kernel_size} s={stride}: {OH}×{OW}", fontsize=9)
+    return fig
+
+
+def explorer(images: dict[str, np.ndarray]) -> Any:
+    """An ipywidgets explorer: choose image, kernel size, stride and pooling type;
+    needs a running kernel (see :func:`states_animation` for the static page)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def draw(image: str, kernel_size: int, stride: int, kind: str) -> None:
+        plot_pooling(images[image], kernel_size, stride, kind)
+        plt.show()
+
+    return widgets.interactive(
+        draw,
+        image=widgets.Dropdown(options=list(images)),
+        kernel_size=widgets.IntSlider(value=2, min=1, max=8, description="kernel"),
+        stride=widgets.IntSlider(value=2, min=1, max=8, description="stride"),
+        kind=widgets.ToggleButtons(options=["max", "avg"], description="type"),
+    )
+
+
+def states_grid(image: np.ndarray, states: Sequence[tuple[int, int, str]]) -> Any:
+    """image (H, W), S states (kernel_size, stride, kind) -> a figure with one
+    pooled map per state, in a grid: the explorer's states, precomputed."""
+    import matplotlib.pyplot as plt
+
+    cols = min(len(states), 4)
+    rows = math.ceil(len(states) / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.2 * cols, 2.4 * rows), dpi=72, squeeze=False
+    )
+    H, W = image.shape
+    x = np.asarray(image, dtype=np.float64)[None, None]
+    for ax, (k, s, kind) in zip(axes.flat, states, strict=False):
+        y = pool(x, kind, k, s)[0, 0]
+        ax.imshow(y, cmap="gray", vmin=0, vmax=1, extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+        ax.set_title(f"{kind} k={k} s={s}: {y.shape[0]}×{y.shape[1]}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(states) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def states_animation(
+    image: np.ndarray,
+    states: Sequence[tuple[int, int, str]],
+    dpi: int = 60,
+    name: str = "pooling",
+) -> str:
+    """image (H, W), S states (kernel_size, stride, kind) -> HTML (a JavaScript
+    animation with play / step / slider, one frame per state) that runs in a
+    static page without a kernel. ``name`` (letters, digits, _) names its
+    HTML elements: give each animation on a page its own."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2), dpi=dpi)
+
+    def frame(i: int) -> list:
+        plot_pooling(image, *states[i], axes=axes)
+        return []
+
+    anim = FuncAnimation(fig, frame, frames=len(states), interval=900)
+    html = anim.to_jshtml(default_mode="loop")
+    plt.close(fig)
+    # matplotlib names the elements with a random uuid; a fixed name keeps the
+    # stored output identical from run to run (nbval compares it)
+    uid = re.search(r"_anim_img([0-9a-f]+)", html).group(1)
+    return html.replace(uid, name)
