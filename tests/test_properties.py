@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 import cnnbook.functional as Fn
 
 # The backend fixture does not change between examples, so reusing it is safe.
+# No example database: failures print a @reproduce_failure blob instead.
 PROPERTY = settings(
     max_examples=20,
     deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
     print_blob=True,
 )
@@ -169,7 +171,7 @@ def test_conv_backward_is_adjoint(backend, cfg):
     assert abs(lhs - float(np.vdot(w, dw))) <= 1e-13 * scale
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(
     size=st.integers(1, 64),
     kernel=st.integers(1, 9),
