@@ -1,0 +1,348 @@
+"""Optimizers (SGD, Adam, AdamW) and learning-rate schedules, with PyTorch's
+update rules exactly.
+
+Notation: parameter θ, gradient g = ∂L/∂θ, learning rate η, step t = 1, 2, …
+
+SGD (momentum μ, dampening τ, weight decay λ)::
+
+    g ← g + λθ;   b ← g (t = 1) else μb + (1 − τ)g;   g ← g + μb (Nesterov) else b
+    θ ← θ − ηg
+
+Adam (β₁, β₂, ε; L2 penalty λ added to g) and AdamW (decoupled: θ ← θ(1 − ηλ))::
+
+    m ← β₁m + (1 − β₁)g;   v ← β₂v + (1 − β₂)g²
+    θ ← θ − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+
+The updates run in the parameters' own array namespace, on any backend.
+
+>>> import numpy as np
+>>> from cnnbook.nn import Parameter
+>>> p = Parameter(np.array([1.0]))
+>>> p.grad = np.array([0.5])
+>>> opt = SGD([p], lr=0.1)
+>>> opt.step()
+>>> p.data
+array([0.95])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from cnnbook import backend as B
+from cnnbook.nn.module import Parameter
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "CosineAnnealingLR",
+    "OneCycleLR",
+    "Optimizer",
+    "StepLR",
+]
+
+
+class Optimizer:
+    """Base class: holds the parameters, ``lr`` and per-parameter ``state``."""
+
+    _hyper: tuple[str, ...] = ("lr",)
+    _slots: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Parameter], lr: float):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Parameter):
+                raise TypeError(
+                    f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
+                    "not a Parameter (pass model.parameters())"
+                )
+        if not lr >= 0:
+            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
+        self.lr = float(lr)
+        self.step_count = 0
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        self.step_count += 1
+        for p, state in zip(self.params, self.state, strict=True):
+            if p.grad is not None:
+                p.data = self._update(p.data, p.grad, state)
+
+    def _update(self, theta: Any, g: Any, state: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    # -- checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters (floats) and state buffers as NumPy arrays."""
+        out: dict[str, Any] = {"step_count": np.asarray(self.step_count)}
+        for name in self._hyper:
+            out[name] = np.asarray(getattr(self, name), dtype=np.float64)
+        for i, state in enumerate(self.state):
+            for k, v in state.items():
+                out[f"state.{i}.{k}"] = np.array(B.to_numpy(v), copy=True)
+        return out
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; checks everything before writing."""
+        name = type(self).__name__
+        missing = [k for k in ("step_count", *self._hyper) if k not in sd]
+        if missing:
+            raise KeyError(f"{name}.load_state_dict: missing entries {missing}")
+        staged: list[dict[str, Any]] = [{} for _ in self.params]
+        for key, value in sd.items():
+            if not key.startswith("state."):
+                continue
+            _, i, slot = key.split(".", 2)
+            i = int(i)
+            if i >= len(self.params) or slot not in self._slots:
+                raise KeyError(f"{name}.load_state_dict: unexpected entry {key}")
+            p = self.params[i].data
+            value = np.asarray(value)
+            if slot != "step" and tuple(value.shape) != tuple(p.shape):
+                raise ValueError(
+                    f"{name}.load_state_dict: {key} has shape {value.shape}, "
+                    f"parameter {i} has {tuple(p.shape)}"
+                )
+            xp = B.namespace(name, p=p)
+            staged[i][slot] = B.asarray(
+                value, xp, B.device_of(p), dtype=p.dtype, copy=True
+            )
+        self.step_count = int(sd["step_count"])
+        for h in self._hyper:
+            v = np.asarray(sd[h])
+            setattr(self, h, tuple(v.tolist()) if v.ndim else float(v))
+        self.state = staged
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(f"{h}={getattr(self, h)}" for h in self._hyper)
+        return f"{type(self).__name__}({len(self.params)} parameters, {hyper})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum."""
+
+    _hyper = ("lr", "momentum", "dampening", "weight_decay")
+    _slots = ("momentum_buffer",)
+
+    def __init__(
+        self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
+    ):
+        super().__init__(params, lr)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0, dampening 0")
+        self.momentum, self.dampening = float(momentum), float(dampening)
+        self.weight_decay, self.nesterov = float(weight_decay), nesterov
+
+    def _update(self, theta, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * theta
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = g
+            else:
+                buf = self.momentum * buf + (1 - self.dampening) * g
+            state["momentum_buffer"] = buf
+            g = g + self.momentum * buf if self.nesterov else buf
+        return theta - self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015); ``weight_decay`` adds λθ to the gradient."""
+
+    _hyper = ("lr", "betas", "eps", "weight_decay")
+    _slots = ("exp_avg", "exp_avg_sq", "step")
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(
+                f"{type(self).__name__}: betas must be in [0, 1), got {betas}"
+            )
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+
+    def _update(self, theta, g, state):
+        beta1, beta2 = self.betas
+        if "exp_avg" not in state:
+            xp = B.namespace(type(self).__name__, theta=theta)
+            state["exp_avg"] = xp.zeros_like(theta)
+            state["exp_avg_sq"] = xp.zeros_like(theta)
+            state["step"] = 0
+        t = int(state["step"]) + 1
+        state["step"] = t
+        if self.weight_decay:
+            if self._decoupled:
+                theta = theta * (1 - self.lr * self.weight_decay)
+            else:
+                g = g + self.weight_decay * theta
+        xp = B.namespace(type(self).__name__, theta=theta, g=g)
+        m = state["exp_avg"]
+        m = m + (g - m) * (1 - beta1)  # torch's lerp_
+        v = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        step_size = self.lr / (1 - beta1**t)
+        denom = xp.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
+        return theta - step_size * (m / denom)
+
+    def state_dict(self):
+        out = super().state_dict()
+        for i, s in enumerate(self.state):
+            if "step" in s:
+                out[f"state.{i}.step"] = np.asarray(s["step"], dtype=np.int64)
+        return out
+
+    def load_state_dict(self, sd):
+        super().load_state_dict(sd)
+        for s in self.state:
+            if "step" in s:
+                s["step"] = int(B.to_numpy(s["step"]))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019)."""
+
+    _decoupled = True
+
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+# ----------------------------------------------------------------------------
+# learning-rate schedules
+# ----------------------------------------------------------------------------
+class _Scheduler:
+    """Sets ``optimizer.lr`` from the count of ``step()`` calls.
+
+    ``per_batch`` says whether the training loop calls ``step()`` after every
+    batch (one-cycle) or after every epoch (step decay, cosine).
+    """
+
+    per_batch = False
+
+    def __init__(self, optimizer: Optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+        self.optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, t: int) -> float:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+    def get_last_lr(self) -> float:
+        return self.optimizer.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_epoch": self.last_epoch, "base_lr": self.base_lr}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.last_epoch, self.base_lr = int(sd["last_epoch"]), float(sd["base_lr"])
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+
+class StepLR(_Scheduler):
+    """η_t = η₀ · γ^⌊t / step_size⌋."""
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+
+class CosineAnnealingLR(_Scheduler):
+    """η_t = η_min + (η₀ − η_min)(1 + cos(π t / T_max)) / 2."""
+
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        return (
+            self.eta_min
+            + (self.base_lr - self.eta_min)
+            * (1 + math.cos(math.pi * t / self.T_max))
+            / 2
+        )
+
+
+class OneCycleLR(_Scheduler):
+    """One cycle (Smith & Topin, 2019), stepped after every batch, as PyTorch's
+    ``OneCycleLR`` with ``anneal_strategy="cos"``, ``three_phase=False``:
+    the rate rises from max_lr/div_factor to max_lr over ``pct_start`` of
+    ``total_steps``, then falls to max_lr/(div_factor·final_div_factor).
+    With ``cycle_momentum`` the momentum (SGD) or β₁ (Adam) moves the other way
+    between ``base_momentum`` and ``max_momentum``.
+    """
+
+    per_batch = True
+
+    def __init__(
+        self,
+        optimizer,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        cycle_momentum: bool = True,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+    ):
+        if total_steps < 2:
+            raise ValueError(f"OneCycleLR: total_steps must be >= 2, got {total_steps}")
+        self.max_lr, self.total_steps = max_lr, total_steps
+        self.initial_lr = max_lr / div_factor
+        self.min_lr = self.initial_lr / final_div_factor
+        self.peak = float(pct_start * total_steps) - 1
+        self.end = float(total_steps - 1)
+        self.cycle_momentum = cycle_momentum and (
+            isinstance(optimizer, Adam) or getattr(optimizer, "momentum", 0) > 0
+        )
+        self.base_momentum, self.max_momentum = base_momentum, max_momentum
+        super().__init__(optimizer)
+
+    @staticmethod
+    def _cos(start: float, end: float, pct: float) -> float:
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    def _phase(self, t: int, a: float, b: float, c: float) -> float:
+        """Value at step t going a -> b (rise) then b -> c (fall)."""
+        if t <= self.peak:
+            return self._cos(a, b, t / self.peak)
+        return self._cos(b, c, (t - self.peak) / (self.end - self.peak))
+
+    def lr_at(self, t):
+        if t > self.total_steps:
+            raise ValueError(
+                f"OneCycleLR: stepped {t} times but total_steps is {self.total_steps}"
+            )
+        if self.cycle_momentum:
+            mom = self._phase(
+                t, self.max_momentum, self.base_momentum, self.max_momentum
+            )
+            opt = self.optimizer
+            if isinstance(opt, Adam):
+                opt.betas = (mom, opt.betas[1])
+            else:
+                opt.momentum = mom
+        return self._phase(t, self.initial_lr, self.max_lr, self.min_lr)
