@@ -1,0 +1,547 @@
+"""Companion to the chapter "Convolution": kernels, true convolution next to the
+cross-correlation CNN layers compute, convolution as a matrix and through the FFT,
+and the chapter's explorers with their static counterparts.
+
+Notation: x (H, W) one image; k (KH, KW) one kernel; stride s, padding p,
+dilation d; output (OH, OW) with OH = (H + 2p − d(KH − 1) − 1) // s + 1.
+
+Array functions (:func:`correlate2d`, :func:`convolve2d`, :func:`flip`,
+:func:`dilate_kernel`, :func:`translate`) take their namespace from their inputs
+and run on every backend; they call the package's :func:`conv2d_forward` rather
+than re-implementing it. The matrix and FFT constructions
+(:func:`conv_matrix`, :func:`fft_convolve2d`, :func:`convolve1d_definition`)
+are host-side mathematics on NumPy arrays. Plotting and widgets import
+matplotlib and ipywidgets only when called.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from cnnbook.backend import device_of, namespace, to_numpy
+from cnnbook.functional import conv2d_forward, conv_output_size
+
+__all__ = [
+    "KERNELS",
+    "conv_matrix",
+    "convolve1d_definition",
+    "convolve2d",
+    "correlate2d",
+    "dilate_kernel",
+    "explorer_figure",
+    "fft_convolve2d",
+    "flip",
+    "gaussian_kernel",
+    "kernel_explorer",
+    "kernel_text",
+    "parse_kernel",
+    "settings_animation",
+    "step_animation",
+    "step_explorer",
+    "step_figure",
+    "translate",
+]
+
+
+# ----------------------------------------------------------------------------
+# kernels
+# ----------------------------------------------------------------------------
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """(size, size) samples of exp(−(u² + v²) / 2σ²) about the centre, summing to 1.
+
+    >>> k = gaussian_kernel(3, 1.0)
+    >>> k.shape, round(float(k.sum()), 12), bool(k[1, 1] == k.max())
+    ((3, 3), 1.0, True)
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"gaussian_kernel: size must be odd and positive, got {size}")
+    u = np.arange(size) - (size - 1) / 2
+    g = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+KERNELS: dict[str, np.ndarray] = {
+    "identity": np.array([[0.0, 0, 0], [0, 1, 0], [0, 0, 0]]),
+    "box blur 5×5": np.full((5, 5), 1 / 25),
+    "Gaussian 5×5, σ=1": gaussian_kernel(5, 1.0),
+    "Sobel x": np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]),
+    "Sobel y": np.array([[-1.0, -2, -1], [0, 0, 0], [1, 2, 1]]),
+    "sharpen": np.array([[0.0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
+    "Laplacian": np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+}
+"""Named (KH, KW) kernels, as cross-correlation kernels (what conv layers apply)."""
+
+
+def parse_kernel(text: str) -> np.ndarray:
+    """Rows separated by ``;`` or newlines, numbers by spaces or commas -> (KH, KW).
+
+    Entries may be fractions such as ``1/9``.
+
+    >>> parse_kernel("1 0 -1; 2, 0, -2; 1 0 -1").tolist()
+    [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
+    >>> parse_kernel("1/4 1/4\\n1/4 1/4").sum()
+    np.float64(1.0)
+    >>> parse_kernel("1 2; 3")
+    Traceback (most recent call last):
+    ...
+    ValueError: parse_kernel: every row needs the same number of entries, got [2, 1]
+    """
+    rows = [r for r in re.split(r"[;\n]", text) if r.strip()]
+    if not rows:
+        raise ValueError("parse_kernel: the kernel is empty")
+    values = [[_number(t) for t in re.split(r"[,\s]+", r.strip())] for r in rows]
+    lengths = [len(r) for r in values]
+    if len(set(lengths)) != 1:
+        raise ValueError(
+            f"parse_kernel: every row needs the same number of entries, got {lengths}"
+        )
+    return np.array(values, dtype=np.float64)
+
+
+def _number(token: str) -> float:
+    num, _, den = token.partition("/")
+    try:
+        return float(num) / float(den) if den else float(num)
+    except ValueError as err:
+        raise ValueError(f"parse_kernel: {token!r} is not a number") from err
+
+
+def kernel_text(k: Any) -> str:
+    """(KH, KW) -> the text :func:`parse_kernel` reads back (rows on lines).
+
+    >>> print(kernel_text(np.array([[1.0, 0.5], [-2.0, 0.0]])))
+    1 0.5
+    -2 0
+    """
+    return "\n".join(" ".join(f"{v:.4g}" for v in row) for row in to_numpy(k))
+
+
+# ----------------------------------------------------------------------------
+# convolution and cross-correlation of one image (every backend)
+# ----------------------------------------------------------------------------
+def correlate2d(x: Any, k: Any, stride=1, padding=0, dilation=1) -> Any:
+    """x (H, W), k (KH, KW) -> (OH, OW): cross-correlation, no flip.
+
+    y[i, j] = Σ_u Σ_v k[u, v] · xpad[s·i + d·u, s·j + d·v]; a thin wrapper that
+    calls :func:`cnnbook.functional.conv2d_forward` with N = C = F = 1.
+
+    >>> x = np.arange(9.0).reshape(3, 3)
+    >>> correlate2d(x, np.array([[1.0, -1.0]])).tolist()
+    [[-1.0, -1.0], [-1.0, -1.0], [-1.0, -1.0]]
+    """
+    xp = namespace("correlate2d", x=x, k=k)
+    H, W = x.shape
+    KH, KW = k.shape
+    x4 = xp.reshape(x, (1, 1, H, W))
+    k4 = xp.reshape(k, (1, 1, KH, KW))
+    y, _ = conv2d_forward(x4, k4, None, stride, padding, dilation)
+    return y[0, 0, ...]
+
+
+def flip(k: Any) -> Any:
+    """(..., KH, KW) -> the kernel rotated by 180°: k[..., ::-1, ::-1].
+
+    >>> flip(np.array([[1, 2], [3, 4]])).tolist()
+    [[4, 3], [2, 1]]
+    """
+    xp = namespace("flip", k=k)
+    return xp.flip(k, axis=(-2, -1))
+
+
+def convolve2d(x: Any, k: Any, mode: str = "full") -> Any:
+    """x (H, W), k (KH, KW) -> true convolution (x * k), the kernel flipped.
+
+    (x * k)[t1, t2] = Σ_a1 Σ_a2 x[a1, a2] · k[t1 − a1, t2 − a2]. ``mode``:
+    ``"full"`` (H + KH − 1, W + KW − 1), every overlap; ``"valid"``
+    (H − KH + 1, W − KW + 1), the kernel inside the image; ``"same"`` (H, W),
+    odd kernels only. Computed as a cross-correlation with :func:`flip` (k).
+
+    >>> convolve2d(np.array([[1.0, 2.0, 3.0]]), np.array([[0.0, 1.0, 0.5]])).tolist()
+    [[0.0, 1.0, 2.5, 4.0, 1.5]]
+    """
+    KH, KW = k.shape
+    if mode == "full":
+        padding = (KH - 1, KW - 1)
+    elif mode == "valid":
+        padding = (0, 0)
+    elif mode == "same":
+        if KH % 2 == 0 or KW % 2 == 0:
+            raise ValueError(f"convolve2d: mode 'same' needs an odd kernel, {k.shape}")
+        padding = ((KH - 1) // 2, (KW - 1) // 2)
+    else:
+        raise ValueError(f"convolve2d: mode must be full, valid or same, got {mode!r}")
+    return correlate2d(x, flip(k), padding=padding)
+
+
+def dilate_kernel(k: Any, dilation: int) -> Any:
+    """(..., KH, KW) -> (..., d(KH − 1) + 1, d(KW − 1) + 1): d − 1 zeros between taps.
+
+    Correlating with the dilated kernel equals correlating with ``dilation=d``.
+
+    >>> dilate_kernel(np.array([[1.0, 2.0]]), 3).tolist()
+    [[1.0, 0.0, 0.0, 2.0]]
+    """
+    xp = namespace("dilate_kernel", k=k)
+    if dilation < 1:
+        raise ValueError(f"dilate_kernel: dilation must be positive, got {dilation}")
+    *lead, KH, KW = k.shape
+    shape = (*lead, dilation * (KH - 1) + 1, dilation * (KW - 1) + 1)
+    out = xp.zeros(shape, dtype=k.dtype, device=device_of(k))
+    out[..., ::dilation, ::dilation] = k
+    return out
+
+
+def translate(x: Any, dy: int, dx: int) -> Any:
+    """(..., H, W) -> same shape, content moved dy rows down and dx columns right;
+    pixels moved in from outside are 0.
+
+    >>> translate(np.array([[1, 2, 3], [4, 5, 6]]), 1, -1).tolist()
+    [[0, 0, 0], [2, 3, 0]]
+    """
+    xp = namespace("translate", x=x)
+    *_, H, W = x.shape
+    out = xp.zeros_like(x)
+    if abs(dy) >= H or abs(dx) >= W:
+        return out
+    out[..., max(dy, 0) : H + min(dy, 0), max(dx, 0) : W + min(dx, 0)] = x[
+        ..., max(-dy, 0) : H + min(-dy, 0), max(-dx, 0) : W + min(-dx, 0)
+    ]
+    return out
+
+
+# ----------------------------------------------------------------------------
+# the same operation written three other ways (NumPy, host side)
+# ----------------------------------------------------------------------------
+def convolve1d_definition(f: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """f (n,), g (m,) -> (n + m − 1,): (f * g)[t] = Σ_a f[a] · g[t − a], by the letter.
+
+    t is the position at which the result is evaluated; the sum runs over every a
+    with both indices in range. Loops, for reading, not for speed.
+
+    >>> convolve1d_definition(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]))
+    array([0. , 1. , 2.5, 4. , 1.5])
+    """
+    n, m = len(f), len(g)
+    out = np.zeros(n + m - 1)
+    for t in range(n + m - 1):
+        for a in range(n):
+            if 0 <= t - a < m:
+                out[t] += f[a] * g[t - a]
+    return out
+
+
+def conv_matrix(
+    k: np.ndarray, H: int, W: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> np.ndarray:
+    """k (KH, KW) -> M (OH·OW, H·W) with M @ x.ravel() == correlate2d(x, k).ravel().
+
+    Row i·OW + j holds k[u, v] in column r·W + c for every tap that lands inside
+    the image, r = s·i + d·u − p, c = s·j + d·v − p (taps on padding read 0 and
+    are dropped). With s = d = 1, p = 0 the matrix is doubly block Toeplitz: an
+    (OH × H) grid of (OW × W) blocks, block (i, r) the Toeplitz matrix of kernel
+    row r − i.
+
+    >>> conv_matrix(np.array([[1.0, 2.0]]), 1, 3).tolist()
+    [[1.0, 2.0, 0.0], [0.0, 1.0, 2.0]]
+    """
+    KH, KW = k.shape
+    OH = conv_output_size(H, KH, stride, padding, dilation)
+    OW = conv_output_size(W, KW, stride, padding, dilation)
+    M = np.zeros((OH * OW, H * W), dtype=np.result_type(k.dtype, np.float64))
+    for i in range(OH):
+        for j in range(OW):
+            for u in range(KH):
+                for v in range(KW):
+                    r = stride * i + dilation * u - padding
+                    c = stride * j + dilation * v - padding
+                    if 0 <= r < H and 0 <= c < W:
+                        M[i * OW + j, r * W + c] = k[u, v]
+    return M
+
+
+def fft_convolve2d(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """x (H, W), k (KH, KW) -> full convolution (H + KH − 1, W + KW − 1) via the FFT.
+
+    Convolution theorem: the DFT turns circular convolution into a pointwise
+    product. Zero-padding both arrays to the full size makes the circular
+    convolution equal the linear one.
+
+    >>> y = fft_convolve2d(np.array([[1.0, 2.0, 3.0]]), np.array([[0.0, 1.0, 0.5]]))
+    >>> (y.round(12) + 0.0).tolist()
+    [[0.0, 1.0, 2.5, 4.0, 1.5]]
+    """
+    shape = (x.shape[0] + k.shape[0] - 1, x.shape[1] + k.shape[1] - 1)
+    product = np.fft.rfft2(x, shape) * np.fft.rfft2(k, shape)
+    return np.fft.irfft2(product, shape)
+
+
+# ----------------------------------------------------------------------------
+# the kernel explorer and its static counterpart
+# ----------------------------------------------------------------------------
+def _formula(H: int, K: int, s: int, p: int, d: int) -> str:
+    out = conv_output_size(H, K, s, p, d)
+    return f"({H} + 2·{p} − {d}·({K}−1) − 1) // {s} + 1 = {out}"
+
+
+def _draw_settings(axes, image, kernel, stride, padding, dilation, name=None):
+    image, kernel = np.asarray(image, dtype=np.float64), np.asarray(kernel)
+    H, W = image.shape
+    KH, KW = kernel.shape
+    y = to_numpy(correlate2d(image, kernel, stride, padding, dilation))
+    for ax in axes:
+        ax.clear()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].imshow(image, cmap="gray")
+    axes[0].set_title(f"input {H}×{W}", fontsize=9)
+    lim = max(float(np.abs(kernel).max()), 1e-12)
+    axes[1].imshow(dilate_kernel(kernel, dilation), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    label = name or "kernel"
+    axes[1].set_title(f"{label} {KH}×{KW}, dilation {dilation}", fontsize=9)
+    if KH * KW <= 25 and dilation == 1:
+        for (u, v), val in np.ndenumerate(kernel):
+            axes[1].text(v, u, f"{val:.2g}", ha="center", va="center", fontsize=7)
+    axes[2].imshow(y, cmap="gray")
+    axes[2].set_title(
+        f"output {y.shape[0]}×{y.shape[1]} (stride {stride}, padding {padding})",
+        fontsize=9,
+    )
+    axes[2].set_xlabel("OH = " + _formula(H, KH, stride, padding, dilation), fontsize=8)
+    return y
+
+
+def explorer_figure(
+    image: Any,
+    kernel: Any,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    name: str | None = None,
+):
+    """image (H, W), kernel (KH, KW) -> a figure: input, kernel, output (OH, OW),
+    with the output-size formula filled in."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3), dpi=72)
+    _draw_settings(axes, image, kernel, stride, padding, dilation, name)
+    fig.tight_layout()
+    return fig
+
+
+def kernel_explorer(image: Any):
+    """image (H, W) -> an ipywidgets box: pick or edit a kernel, set stride,
+    padding and dilation, see the output image and its size."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    choice = w.Dropdown(
+        options=[*KERNELS, "custom"], value="Sobel x", description="kernel"
+    )
+    text = w.Textarea(value=kernel_text(KERNELS["Sobel x"]), rows=5, description="edit")
+    stride = w.IntSlider(value=1, min=1, max=4, description="stride")
+    padding = w.IntSlider(value=0, min=0, max=4, description="padding")
+    dilation = w.IntSlider(value=1, min=1, max=3, description="dilation")
+    out = w.Output()
+
+    def redraw(*_):
+        out.clear_output(wait=True)
+        with out:
+            try:
+                k = parse_kernel(text.value)
+                fig = explorer_figure(
+                    image, k, stride.value, padding.value, dilation.value
+                )
+                plt.show()
+                plt.close(fig)
+            except ValueError as err:
+                print(err)
+
+    def pick(change):
+        if change["new"] != "custom":
+            text.value = kernel_text(KERNELS[change["new"]])
+
+    choice.observe(pick, names="value")
+    for control in (text, stride, padding, dilation):
+        control.observe(redraw, names="value")
+    redraw()
+    controls = w.VBox([choice, text])
+    return w.VBox([w.HBox([controls, w.VBox([stride, padding, dilation])]), out])
+
+
+_ICONS = {
+    "fa fa-minus": "−",
+    "fa fa-fast-backward": "|◀◀",
+    "fa fa-step-backward": "|◀",
+    "fa fa-play fa-flip-horizontal": "◀",
+    "fa fa-pause": "❚❚",
+    "fa fa-play": "▶",
+    "fa fa-step-forward": "▶|",
+    "fa fa-fast-forward": "▶▶|",
+    "fa fa-plus": "+",
+}
+
+
+def _jshtml(anim, name: str) -> str:
+    """An animation's HTML, self-contained and stable: matplotlib's random element
+    id becomes ``name`` (re-executing the notebook stores the same text) and the
+    buttons' Font Awesome icons, fetched from a CDN, become Unicode symbols (the
+    page works offline)."""
+    html = anim.to_jshtml(default_mode="once")
+    found = re.search(r"_anim_img([0-9a-f]{32})", html)
+    if found:
+        html = html.replace(found.group(1), name)
+    html = re.sub(r'<link rel="stylesheet"\s*href="https?://[^"]*">', "", html)
+    for icon, symbol in _ICONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', symbol)
+    return html
+
+
+def settings_animation(image: Any, settings: list[dict], interval: int = 1500) -> str:
+    """image (H, W), settings: dicts of kernel (name or array), stride, padding,
+    dilation -> HTML of a JavaScript animation, one frame per setting: the kernel
+    explorer for a page without a Python kernel."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3), dpi=60)
+
+    def frame(n):
+        s = settings[n]
+        name = s["kernel"] if isinstance(s["kernel"], str) else None
+        k = KERNELS[name] if name else s["kernel"]
+        _draw_settings(
+            axes,
+            image,
+            k,
+            s.get("stride", 1),
+            s.get("padding", 0),
+            s.get("dilation", 1),
+            name,
+        )
+        fig.tight_layout()
+        return []
+
+    anim = FuncAnimation(fig, frame, frames=len(settings), interval=interval)
+    html = _jshtml(anim, "kernel_settings")
+    plt.close(fig)
+    return html
+
+
+# ----------------------------------------------------------------------------
+# one output value, step by step
+# ----------------------------------------------------------------------------
+def _draw_step(axes, x, k, stride, padding, i, j):
+    x, k = np.asarray(x, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    H, W = x.shape
+    KH, KW = k.shape
+    y = to_numpy(correlate2d(x, k, stride, padding))
+    OH, OW = y.shape
+    xpad = np.pad(x, padding)
+    for ax in axes:
+        ax.clear()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    inside = np.zeros_like(xpad)
+    inside[padding : padding + H, padding : padding + W] = 1
+    axes[0].imshow(inside, cmap="Greys", vmin=-1, vmax=4)
+    for (r, c), val in np.ndenumerate(xpad):
+        axes[0].text(c, r, f"{val:g}", ha="center", va="center", fontsize=8)
+    r0, c0 = stride * i, stride * j
+    axes[0].add_patch(_box(c0 - 0.5, r0 - 0.5, KW, KH, "tab:orange"))
+    axes[0].set_title(f"input {H}×{W}, padded by {padding}", fontsize=9)
+    axes[1].imshow(np.zeros_like(k), cmap="Greys", vmin=-1, vmax=4)
+    for (u, v), val in np.ndenumerate(k):
+        axes[1].text(v, u, f"{val:g}", ha="center", va="center", fontsize=9)
+    axes[1].add_patch(_box(-0.5, -0.5, KW, KH, "tab:orange"))
+    axes[1].set_title(f"kernel {KH}×{KW}", fontsize=9)
+    done = np.full((OH, OW), np.nan)
+    order = np.arange(OH * OW).reshape(OH, OW)
+    done[order <= i * OW + j] = y[order <= i * OW + j]
+    axes[2].imshow(np.zeros((OH, OW)), cmap="Greys", vmin=-1, vmax=4)
+    for (r, c), val in np.ndenumerate(done):
+        if not np.isnan(val):
+            axes[2].text(c, r, f"{val:g}", ha="center", va="center", fontsize=9)
+    axes[2].add_patch(_box(j - 0.5, i - 0.5, 1, 1, "tab:orange"))
+    axes[2].set_title(f"output {OH}×{OW}, stride {stride}", fontsize=9)
+    window = xpad[r0 : r0 + KH, c0 : c0 + KW]
+    terms = [f"{a:g}·{b:g}" for a, b in zip(k.ravel(), window.ravel(), strict=True)]
+    half = (len(terms) + 1) // 2
+    axes[2].set_xlabel(
+        f"y[{i}, {j}] = "
+        + " + ".join(terms[:half])
+        + "\n+ "
+        + " + ".join(terms[half:])
+        + f" = {y[i, j]:g}",
+        fontsize=8,
+    )
+    return y
+
+
+def _box(x0, y0, width, height, color):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x0, y0), width, height, fill=False, lw=2.5, ec=color)
+
+
+def step_figure(
+    x: Any, k: Any, stride: int = 1, padding: int = 0, i: int = 0, j: int = 0
+):
+    """x (H, W), k (KH, KW) -> a figure showing how output value y[i, j] is
+    computed: the window of the padded input, the kernel, and the sum of products."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), dpi=72)
+    _draw_step(axes, x, k, stride, padding, i, j)
+    fig.tight_layout()
+    return fig
+
+
+def step_explorer(x: Any, k: Any, stride: int = 1, padding: int = 0):
+    """x (H, W), k (KH, KW) -> an ipywidgets box with sliders for the output
+    position (i, j)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    H, W = x.shape
+    KH, KW = k.shape
+    OH = conv_output_size(H, KH, stride, padding)
+    OW = conv_output_size(W, KW, stride, padding)
+
+    def show(i, j):
+        fig = step_figure(x, k, stride, padding, i, j)
+        plt.show()
+        plt.close(fig)
+
+    return w.interactive(
+        show,
+        i=w.IntSlider(value=0, min=0, max=OH - 1, description="row i"),
+        j=w.IntSlider(value=0, min=0, max=OW - 1, description="column j"),
+    )
+
+
+def step_animation(
+    x: Any, k: Any, stride: int = 1, padding: int = 0, interval: int = 1200
+) -> str:
+    """x (H, W), k (KH, KW) -> HTML of a JavaScript animation with one frame per
+    output value, in raster order (the step-through for a page without a kernel)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    H, W = x.shape
+    KH, KW = k.shape
+    OW = conv_output_size(W, KW, stride, padding)
+    OH = conv_output_size(H, KH, stride, padding)
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), dpi=60)
+
+    def frame(n):
+        _draw_step(axes, x, k, stride, padding, n // OW, n % OW)
+        fig.tight_layout()
+        return []
+
+    anim = FuncAnimation(fig, frame, frames=OH * OW, interval=interval)
+    html = _jshtml(anim, "conv_step")
+    plt.close(fig)
+    return html
