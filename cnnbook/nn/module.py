@@ -197,7 +197,7 @@ class Module:
 
         def move(a: Any) -> Any:
             host_dtype = None
-            if dtype is not None and B._numpy_dtype(a.dtype).kind == "f":
+            if dtype is not None and B.numpy_dtype(a.dtype).kind == "f":
                 host_dtype = dtype
             if name is None and host_dtype is None:
                 return a
