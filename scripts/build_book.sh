@@ -47,7 +47,8 @@ find "$hm" -maxdepth 1 -type f \
 
 # ---- the book --------------------------------------------------------------------
 start=$(date +%s)
-"$VENV/bin/jupyter-book" build -W -n --keep-going .
+# --all: a full rebuild, so warnings from pages that did not change are not hidden
+"$VENV/bin/jupyter-book" build --all -W -n --keep-going .
 echo "== book built in $(( $(date +%s) - start )) s: _build/html/index.html"
 
 # ---- nothing essential may come from a CDN ---------------------------------------

@@ -1,11 +1,15 @@
 """Sphinx directive ``cnnbook-api``: one API section per public cnnbook module.
 
 The module list is read from the installed package (``pkgutil``), so a module that is
-added, renamed or removed changes the API reference by itself; the entries come from the
-docstrings (``automodule`` with ``:members:``). Each object appears once, under the
-module that defines it (``:ignore-module-all:`` keeps a package's re-exports, listed in
-its ``__all__``, from being documented a second time). Modules whose name has a component that
-starts with an underscore (``cnnbook.__main__``) are private and left out.
+added, renamed or removed changes the API reference by itself; the entries come from
+the docstrings (``automodule`` with ``:members:``). Each object appears once, under the
+module that defines it (``:ignore-module-all:``: a package's re-exports are not
+documented twice). Modules with a private component (``cnnbook.__main__``) are left out.
+
+References may use any public name of an object: ``cnnbook.use`` and
+``cnnbook.functional.conv2d_forward`` resolve to the entries documented under
+``cnnbook.backend.use`` and ``cnnbook.functional.conv.conv2d_forward``
+(:func:`resolve_alias`, a ``missing-reference`` handler).
 
 Used from book/api.md inside an ``{eval-rst}`` block::
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -59,6 +64,42 @@ class CnnbookApi(SphinxDirective):
         return container.children
 
 
+def _import_dotted(name: str) -> Any:
+    """The object a dotted name refers to, importing the longest module prefix."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def resolve_alias(app, env, node, contnode):
+    """Resolve ``cnnbook.<alias>`` to where the object is documented (its module)."""
+    target = node.get("reftarget", "")
+    if node.get("refdomain") != "py" or not target.startswith("cnnbook."):
+        return None
+    obj = _import_dotted(target)
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if obj is None or module is None or qualname is None:
+        return None
+    canonical = f"{module}.{qualname}"
+    if canonical == target:
+        return None
+    return env.get_domain("py").resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode
+    )
+
+
 def setup(app):
     app.add_directive("cnnbook-api", CnnbookApi)
+    app.connect("missing-reference", resolve_alias)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
