@@ -244,8 +244,9 @@ class _Scheduler:
         raise NotImplementedError
 
     def step(self) -> None:
+        lr = self.lr_at(self.last_epoch + 1)  # raises before changing anything
         self.last_epoch += 1
-        self.optimizer.lr = self.lr_at(self.last_epoch)
+        self.optimizer.lr = lr
 
     def get_last_lr(self) -> float:
         return self.optimizer.lr
