@@ -1,0 +1,378 @@
+"""Companion to the chapter "Activation functions".
+
+Notation: P points of a grid; N inputs; D₀ input features; M the width of a
+hidden layer; L the depth (number of hidden layers). Weights are laid out as
+PyTorch's, (out_features, in_features).
+
+- :func:`curve`: f(x) and f′(x) from the package's own forward and backward
+  passes (the derivative is the backward pass with dy = 1).
+- :func:`compose_linear`: a stack of dense layers folded into one (W, b).
+- :func:`init_weights`, :func:`mlp_forward`, :func:`mlp_backward`: a deep
+  random multilayer perceptron built from ``cnnbook.functional`` and
+  ``cnnbook.nn.init``; :func:`deep_stats` measures activations and gradients
+  layer by layer.
+- :func:`dead_fraction`, :func:`two_layer_step`: dying ReLUs.
+- :func:`draw_state`, :func:`explorer`, :func:`animation_html`: the chapter's
+  interactive explorer and its static counterpart for the published page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from cnnbook import backend as B
+from cnnbook import functional as F
+from cnnbook.nn import init as I
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITS",
+    "DeepStats",
+    "animation_html",
+    "compose_linear",
+    "curve",
+    "dead_fraction",
+    "deep_stats",
+    "draw_state",
+    "explorer",
+    "init_weights",
+    "mlp_backward",
+    "mlp_forward",
+    "standardized_digits",
+    "two_layer_step",
+]
+
+#: name -> (forward, backward) from :mod:`cnnbook.functional`.
+ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
+    "relu": (F.relu_forward, F.relu_backward),
+    "leaky_relu": (F.leaky_relu_forward, F.leaky_relu_backward),
+    "sigmoid": (F.sigmoid_forward, F.sigmoid_backward),
+    "tanh": (F.tanh_forward, F.tanh_backward),
+    "gelu": (F.gelu_forward, F.gelu_backward),
+}
+
+#: weight initialisations: Glorot & Bengio (2010) and He et al. (2015).
+INITS = ("xavier", "he")
+
+
+def _pair(name: str) -> tuple[Callable, Callable]:
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {list(ACTIVATIONS)}"
+        )
+    return ACTIVATIONS[name]
+
+
+# ----------------------------------------------------------------------------
+# one activation: the function and its derivative
+# ----------------------------------------------------------------------------
+def curve(name: str, x: Any) -> tuple[Any, Any]:
+    """x (any shape) -> f(x), f′(x) (both shaped like x) for activation ``name``.
+
+    f′ is the package's backward pass with upstream gradient dy = 1, so the
+    plot of f′ shows exactly what backpropagation multiplies by.
+
+    >>> y, d = curve("relu", np.array([-1.0, 0.0, 2.0]))
+    >>> y.tolist(), d.tolist()
+    ([0.0, 0.0, 2.0], [0.0, 0.0, 1.0])
+    >>> curve("sigmoid", np.array([0.0]))[1].tolist()
+    [0.25]
+    """
+    forward, backward = _pair(name)
+    xp = B.namespace("curve", x=x)
+    y, cache = forward(x)
+    return y, backward(xp.ones_like(y), cache)
+
+
+# ----------------------------------------------------------------------------
+# linear layers compose to one linear map
+# ----------------------------------------------------------------------------
+def compose_linear(weights: Sequence[Any], biases: Sequence[Any]) -> tuple[Any, Any]:
+    """weights[l] (D_{l+1}, D_l), biases[l] (D_{l+1},) -> W (D_L, D_0), b (D_L,).
+
+    The stack x ↦ W_L(⋯(W_1 x + b_1)⋯) + b_L with no activation in between is
+    the single affine map x ↦ W x + b with W = W_L ⋯ W_1 and
+    b = W_L(⋯(W_2 b_1 + b_2)⋯) + b_L.
+
+    >>> W, b = compose_linear([np.eye(2) * 2, np.eye(2) * 3], [np.ones(2), np.ones(2)])
+    >>> W.tolist(), b.tolist()
+    ([[6.0, 0.0], [0.0, 6.0]], [4.0, 4.0])
+    """
+    if len(weights) == 0 or len(weights) != len(biases):
+        raise ValueError("compose_linear: need as many biases as weights (at least 1)")
+    xp = B.namespace("compose_linear", w=weights[0], b=biases[0])
+    W, b = weights[0], biases[0]
+    for w_l, b_l in zip(weights[1:], biases[1:], strict=True):
+        W = w_l @ W
+        b = b @ xp.matrix_transpose(w_l) + b_l
+    return W, b
+
+
+# ----------------------------------------------------------------------------
+# a deep random network
+# ----------------------------------------------------------------------------
+def init_weights(
+    sizes: Sequence[int], init: str = "he", scale: float = 1.0, rng: Any = 0
+) -> list[np.ndarray]:
+    """sizes (D_0, D_1, …, D_L) -> L weights, weights[l] of shape (D_{l+1}, D_l).
+
+    ``init="xavier"``: N(0, 2/(fan_in + fan_out)) (Glorot & Bengio, 2010);
+    ``init="he"``: N(0, 2/fan_in) (He et al., 2015); both from
+    :mod:`cnnbook.nn.init`, then multiplied by ``scale``. NumPy float64.
+
+    >>> ws = init_weights([64, 256, 256], "he", rng=0)
+    >>> [w.shape for w in ws]
+    [(256, 64), (256, 256)]
+    >>> round(float(ws[1].std() * 16), 1)   # √2 / √256 · 16 = √2
+    1.4
+    """
+    if init not in INITS:
+        raise ValueError(f"init_weights: init must be one of {INITS}, got {init!r}")
+    g = I.generator(rng)
+    weights = []
+    for d_in, d_out in pairwise(sizes):
+        shape = (d_out, d_in)
+        if init == "he":
+            w = I.kaiming_normal(shape, nonlinearity="relu", rng=g)
+        else:
+            w = I.xavier_normal(shape, rng=g)
+        weights.append(scale * w)
+    return weights
+
+
+def mlp_forward(
+    x: Any, weights: Sequence[Any], activation: str, biases: Sequence[Any] | None = None
+) -> tuple[list[Any], list[Any]]:
+    """x (N, D_0) -> hidden outputs [h_1 … h_L], h_l (N, D_l), and caches.
+
+    Each layer is h_l = f(h_{l-1} W_lᵀ + b_l) from ``linear_forward`` and the
+    activation's ``*_forward``; ``biases`` None means no biases.
+    """
+    forward, _ = _pair(activation)
+    hs, caches = [], []
+    h = x
+    for i, w in enumerate(weights):
+        z, lin = F.linear_forward(h, w, None if biases is None else biases[i])
+        h, act = forward(z)
+        hs.append(h)
+        caches.append((lin, act))
+    return hs, caches
+
+
+def mlp_backward(dh: Any, caches: list[Any], activation: str) -> list[Any]:
+    """dh (N, D_L), the gradient at the last output -> [dh_0, dh_1 … dh_{L-1}].
+
+    dh_l (N, D_l) is the gradient with respect to the input of layer l + 1
+    (dh_0 with respect to x), from the package's backward passes.
+    """
+    _, backward = _pair(activation)
+    grads = []
+    for lin, act in reversed(caches):
+        dz = backward(dh, act)
+        dh, _, _ = F.linear_backward(dz, lin)
+        grads.append(dh)
+    return grads[::-1]
+
+
+@dataclass
+class DeepStats:
+    """Per-layer statistics of a deep random network, NumPy arrays.
+
+    std, mean, zero_fraction, grad_std: (L,); samples: (L, S) activations.
+    ``grad_std[l]`` is the std of the gradient reaching the output of hidden
+    layer l + 1 from a standard-normal upstream gradient at the top.
+    """
+
+    activation: str
+    init: str
+    scale: float
+    std: np.ndarray
+    mean: np.ndarray
+    zero_fraction: np.ndarray
+    grad_std: np.ndarray
+    samples: np.ndarray
+
+
+def deep_stats(
+    x: Any,
+    depth: int = 30,
+    activation: str = "relu",
+    init: str = "he",
+    scale: float = 1.0,
+    width: int = 256,
+    rng: Any = 0,
+    samples: int = 2000,
+) -> DeepStats:
+    """x (N, D_0) -> :class:`DeepStats` of ``depth`` dense layers of ``width``.
+
+    Weights from :func:`init_weights` (the same seed gives the same network
+    for every activation), no biases. The arrays stay on x's backend; the
+    statistics come back as NumPy.
+
+    >>> x = np.random.default_rng(0).normal(size=(64, 32))
+    >>> s = deep_stats(x, depth=5, activation="relu", init="he", width=32)
+    >>> s.std.shape, s.samples.shape, bool(s.zero_fraction[0] > 0.3)
+    ((5,), (5, 2000), True)
+    """
+    xp = B.namespace("deep_stats", x=x)
+    g = I.generator(rng)
+    host = init_weights([x.shape[1]] + [width] * depth, init, scale, g)
+    weights = [B.asarray(w, xp, B.device_of(x), dtype=x.dtype) for w in host]
+    hs, caches = mlp_forward(x, weights, activation)
+    top = B.asarray(g.normal(size=tuple(hs[-1].shape)), xp, B.device_of(x), x.dtype)
+    grads = [*mlp_backward(top, caches, activation)[1:], top]
+    H = np.stack([B.to_numpy(h) for h in hs]).reshape(depth, -1)
+    G = np.stack([B.to_numpy(d) for d in grads]).reshape(depth, -1)
+    pick = g.choice(H.shape[1], size=min(samples, H.shape[1]), replace=False)
+    return DeepStats(
+        activation=activation,
+        init=init,
+        scale=float(scale),
+        std=H.std(axis=1),
+        mean=H.mean(axis=1),
+        zero_fraction=(H == 0).mean(axis=1),
+        grad_std=G.std(axis=1),
+        samples=H[:, np.sort(pick)],
+    )
+
+
+def standardized_digits(n: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """First ``n`` training digits of :func:`cnnbook.data.digits` -> X (n, 64), y (n,).
+
+    Pixels are standardised per feature (constant pixels become 0), float64.
+    """
+    from cnnbook.data import digits
+
+    (X, y), _ = digits(seed=seed)
+    X = X.reshape(len(X), -1).astype(np.float64)[:n]
+    std = X.std(axis=0)
+    X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return X, y[:n]
+
+
+# ----------------------------------------------------------------------------
+# dying ReLUs
+# ----------------------------------------------------------------------------
+def dead_fraction(h: Any) -> float:
+    """h (N, M) hidden outputs -> fraction of the M units that are 0 on all N inputs.
+
+    >>> dead_fraction(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    0.6666666666666666
+    """
+    xp = B.namespace("dead_fraction", h=h)
+    dead = xp.all(h == 0, axis=0)
+    return float(B.to_numpy(dead).mean())
+
+
+def two_layer_step(
+    x: Any, y: Any, params: Sequence[Any], lr: float, activation: str = "relu"
+) -> tuple[list[Any], list[Any], float]:
+    """One SGD step of x (N, D) -> f(x W1ᵀ + b1) (N, M) -> logits (N, K).
+
+    params = [W1 (M, D), b1 (M,), W2 (K, M), b2 (K,)]; softmax cross-entropy
+    loss on integer labels y (N,). Returns (new params, their gradients, loss
+    before the step).
+    """
+    W1, b1, W2, b2 = params
+    forward, backward = _pair(activation)
+    z, lin1 = F.linear_forward(x, W1, b1)
+    h, act = forward(z)
+    logits, lin2 = F.linear_forward(h, W2, b2)
+    loss, dlogits = F.softmax_cross_entropy(logits, y)
+    dh, dW2, db2 = F.linear_backward(dlogits, lin2)
+    _, dW1, db1 = F.linear_backward(backward(dh, act), lin1)
+    grads = [dW1, db1, dW2, db2]
+    new = [p - lr * d for p, d in zip(params, grads, strict=True)]
+    return new, grads, float(B.to_numpy(loss))
+
+
+# ----------------------------------------------------------------------------
+# the explorer and its static counterpart
+# ----------------------------------------------------------------------------
+def draw_state(axes: Sequence[Any], stats: DeepStats, layers: Sequence[int]) -> None:
+    """Draw one state on three matplotlib axes: f and f′; std per layer; histograms.
+
+    ``layers`` are 1-based hidden layers whose activations are histogrammed.
+    """
+    ax_f, ax_std, ax_hist = axes
+    for ax in axes:
+        ax.clear()
+    grid = np.linspace(-5, 5, 401)
+    f, d = curve(stats.activation, grid)
+    ax_f.plot(grid, f, label="f")
+    ax_f.plot(grid, d, label="f′")
+    ax_f.axhline(0, color="grey", lw=0.5)
+    ax_f.set(title=stats.activation, xlabel="x", ylim=(-1.5, 3))
+    ax_f.legend(loc="upper left")
+    depth = len(stats.std)
+    idx = np.arange(1, depth + 1)
+    ax_std.semilogy(idx, np.maximum(stats.std, 1e-30), "o-", ms=3, label="activations")
+    ax_std.semilogy(idx, np.maximum(stats.grad_std, 1e-30), "s-", ms=3, label="grads")
+    ax_std.set(
+        title=f"{stats.init} init, scale {stats.scale:g}",
+        xlabel="layer",
+        ylabel="std",
+        ylim=(1e-8, 1e4),
+    )
+    ax_std.legend(loc="lower left")
+    for layer in layers:
+        v = stats.samples[layer - 1]
+        hi = max(float(np.abs(v).max()), 1e-12)
+        ax_hist.hist(
+            v / hi, bins=40, range=(-1, 1), histtype="step", label=f"layer {layer}"
+        )
+    ax_hist.set(title="activations / max |activation|", yscale="log")
+    ax_hist.legend(loc="upper left", fontsize="small")
+
+
+def explorer(x: np.ndarray, max_depth: int = 50) -> Any:
+    """An ipywidgets explorer: activation, init, scale, depth -> :func:`draw_state`.
+
+    Needs a running kernel; :func:`animation_html` is its static counterpart.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(activation="relu", init="he", scale=1.0, depth=30):
+        stats = deep_stats(x, depth, activation, init, scale)
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+        draw_state(axes, stats, sorted({1, max(depth // 2, 1), depth}))
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interact(
+        show,
+        activation=widgets.Dropdown(options=list(ACTIVATIONS), value="relu"),
+        init=widgets.ToggleButtons(options=list(INITS), value="he"),
+        scale=widgets.FloatSlider(value=1.0, min=0.25, max=2.0, step=0.05),
+        depth=widgets.IntSlider(value=30, min=1, max=max_depth),
+    )
+
+
+def animation_html(
+    states: Sequence[DeepStats], layers: Sequence[int], dpi: int = 60
+) -> str:
+    """A JavaScript animation (play, step, slider) over precomputed states.
+
+    Works in a static page without a kernel: each frame is one
+    :func:`draw_state` picture, embedded by ``FuncAnimation.to_jshtml``.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), dpi=dpi)
+
+    def frame(i: int) -> list:
+        draw_state(axes, states[i], layers)
+        fig.tight_layout()
+        return []
+
+    anim = FuncAnimation(fig, frame, frames=len(states), interval=1500, blit=False)
+    html = anim.to_jshtml(fps=1, default_mode="once")
+    plt.close(fig)
+    return html
