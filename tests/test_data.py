@@ -1,0 +1,237 @@
+"""cnnbook.data: embedded data sets, IDX files, the download path, batching."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import socket
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+import cnnbook.backend as B
+from cnnbook import data as D
+
+
+def test_mnist5k_split_is_fixed_stratified_and_scaled():
+    (X, y), (Xt, yt) = D.mnist5k()
+    assert X.shape == (4000, 1, 28, 28) and Xt.shape == (1000, 1, 28, 28)
+    assert X.dtype == np.float32 and y.dtype == np.int64
+    assert X.min() >= 0 and X.max() == 1.0
+    assert np.bincount(y).tolist() == [400] * 10
+    assert np.bincount(yt).tolist() == [100] * 10
+    assert len(set(y[:20].tolist())) > 3  # not sorted by class
+    (X2, y2), _ = D.mnist5k()
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    rows = {r.tobytes() for r in X.reshape(4000, -1)}
+    assert not any(r.tobytes() in rows for r in Xt.reshape(1000, -1))
+
+
+def test_digits_and_stratified_split():
+    (X, _y), (Xt, _yt) = D.digits()
+    assert X.shape[1:] == (1, 8, 8) and len(X) + len(Xt) == 1797
+    assert X.max() == 1.0
+    tr, te = D.stratified_split(np.repeat(np.arange(3), 10), 0.3, seed=1)
+    assert sorted(np.concatenate([tr, te]).tolist()) == list(range(30))
+    assert np.bincount(np.repeat(np.arange(3), 10)[te]).tolist() == [3, 3, 3]
+    with pytest.raises(ValueError, match="test_fraction"):
+        D.stratified_split(np.zeros(4), 1.5)
+
+
+def test_photos_by_name():
+    cam = D.photo("camera")
+    assert cam.shape == (512, 512) and cam.dtype == np.float32 and cam.max() <= 1
+    assert D.photo("astronaut").shape == (512, 512, 3)
+    assert D.photo("astronaut", gray=True).shape == (512, 512)
+    with pytest.raises(ValueError, match="known: astronaut, brick, camera"):
+        D.photo("lena")
+
+
+def _idx_bytes(a: np.ndarray) -> bytes:
+    code = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}[a.dtype]
+    head = bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
+    return head + a.tobytes()
+
+
+def _fake_mnist(folder, n=6, gz=True):
+    """Small IDX files in MNIST's names; returns {name: sha256}."""
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 2, dtype=np.uint8),
+    }
+    sums = {}
+    for name, a in files.items():
+        raw = _idx_bytes(a)
+        payload = gzip.compress(raw) if gz else raw
+        fname = name + (".gz" if gz else "")
+        (folder / fname).write_bytes(payload)
+        sums[name + ".gz"] = hashlib.sha256(payload).hexdigest()
+    return files, sums
+
+
+def test_read_idx_gzip_raw_and_bad_files(tmp_path):
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "a").write_bytes(_idx_bytes(a))
+    (tmp_path / "a.gz").write_bytes(gzip.compress(_idx_bytes(a)))
+    np.testing.assert_array_equal(D.read_idx(tmp_path / "a"), a)
+    np.testing.assert_array_equal(D.read_idx(tmp_path / "a.gz"), a)
+    b = np.arange(5, dtype=">i4")
+    (tmp_path / "b").write_bytes(_idx_bytes(b))
+    assert D.read_idx(tmp_path / "b").tolist() == list(range(5))
+    (tmp_path / "bad").write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        D.read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(_idx_bytes(a)[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        D.read_idx(tmp_path / "short")
+
+
+def test_load_mnist_from_local_folder(tmp_path):
+    files, _ = _fake_mnist(tmp_path, gz=False)
+    (X, y), (Xt, _yt) = D.load_mnist(tmp_path)
+    assert X.shape == (6, 1, 28, 28) and X.dtype == np.float32
+    np.testing.assert_array_equal(y, files["train-labels-idx1-ubyte"])
+    np.testing.assert_allclose(Xt[:, 0] * 255, files["t10k-images-idx3-ubyte"])
+    with pytest.raises(FileNotFoundError, match="download_missing=True"):
+        D.load_mnist(tmp_path / "empty")
+    with pytest.raises(ValueError, match="known: mnist, fashion-mnist"):
+        D.load_mnist(tmp_path, dataset="cifar")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A loopback HTTP server serving tmp_path/'served'."""
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_download_verifies_checksum(server, tmp_path):
+    root, url = server
+    files, sums = _fake_mnist(root)
+    cache = tmp_path / "cache"
+    (_X, y), _ = D.load_mnist(cache, download_missing=True, base_url=url, sha256=sums)
+    np.testing.assert_array_equal(y, files["train-labels-idx1-ubyte"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(sums)
+    # a second call reads the cache (server content no longer matters)
+    for p in root.iterdir():
+        p.unlink()
+    D.load_mnist(cache, download_missing=True, base_url=url, sha256=sums)
+    # a wrong checksum keeps nothing
+    _fake_mnist(root)
+    bad = dict(sums)
+    bad["train-images-idx3-ubyte.gz"] = "0" * 64
+    cache2 = tmp_path / "cache2"
+    with pytest.raises(ValueError, match="SHA-256"):
+        D.load_mnist(cache2, download_missing=True, base_url=url, sha256=bad)
+    assert list(cache2.iterdir()) == []
+
+
+def test_download_offline_gives_clear_error(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RuntimeError, match=r"offline.*mnist5k"):
+        D.download(
+            f"http://127.0.0.1:{port}/x.gz", tmp_path / "x.gz", "0" * 64, timeout=5
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("CNNBOOK_DATA", str(tmp_path))
+    assert D.cache_dir() == tmp_path
+
+
+def test_dataloader_batches_and_placement(backend):
+    X = np.arange(10 * 4, dtype=np.float64).reshape(10, 1, 2, 2)
+    y = np.arange(10)
+    loader = D.DataLoader(X, y, batch_size=4)
+    batches = list(loader)
+    assert [int(xb.shape[0]) for xb, _ in batches] == [4, 4, 2] and len(loader) == 3
+    xb, yb = batches[0]
+    ref = backend.asarray(np.zeros(1))
+    assert type(xb) is type(ref) and B.device_of(xb) == B.device_of(ref)
+    assert B.numpy_dtype(xb.dtype) == np.float32 and B.numpy_dtype(yb.dtype) == np.int64
+    assert B.to_numpy(yb).tolist() == [0, 1, 2, 3]
+    assert len(list(D.DataLoader(X, y, batch_size=4, drop_last=True))) == 2
+
+
+def test_dataloader_seeded_shuffle():
+    X, y = np.arange(20.0).reshape(20, 1, 1, 1), np.arange(20)
+
+    def epochs(seed):
+        loader = D.DataLoader(X, y, batch_size=5, shuffle=True, seed=seed)
+        return [np.concatenate([B.to_numpy(yb) for _, yb in loader]) for _ in range(2)]
+
+    a, b = epochs(0), epochs(0)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], a[1])
+    assert sorted(a[0].tolist()) == list(range(20))
+    assert not np.array_equal(a[0], epochs(1)[0])
+
+
+def test_dataloader_bad_arguments():
+    with pytest.raises(ValueError, match="X has 3 samples but y has 2"):
+        D.DataLoader(np.zeros((3, 1)), np.zeros(2))
+    with pytest.raises(ValueError, match="batch_size"):
+        D.DataLoader(np.zeros((3, 1)), np.zeros(3), batch_size=0)
+    with pytest.raises(ValueError, match="unknown backend"):
+        D.DataLoader(np.zeros((3, 1)), np.zeros(3), backend="tpu")
+
+
+def test_random_shift_moves_content_and_is_seeded():
+    x = np.zeros((50, 1, 7, 7), np.float32)
+    x[:, 0, 3, 3] = 1.0
+    out = D.RandomShift(2)(x, np.random.default_rng(0))
+    pos = np.argwhere(out[:, 0] == 1.0)
+    assert len(pos) == 50  # one pixel each, still inside
+    assert (
+        np.all(np.abs(pos[:, 1:] - 3) <= 2) and len({tuple(p) for p in pos[:, 1:]}) > 5
+    )
+    again = D.RandomShift(2)(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, again)
+    np.testing.assert_array_equal(D.RandomShift(0)(x, np.random.default_rng(0)), x)
+    with pytest.raises(ValueError, match="max_shift"):
+        D.RandomShift(-1)
+
+
+def test_crop_flip_compose_and_loader_augmentation():
+    x = np.arange(2 * 16, dtype=np.float32).reshape(2, 1, 4, 4)
+    rng = np.random.default_rng(0)
+    assert D.RandomCrop(4, padding=1)(x, rng).shape == (2, 1, 4, 4)
+    assert D.RandomCrop(2)(x, rng).shape == (2, 1, 2, 2)
+    with pytest.raises(ValueError, match="exceeds"):
+        D.RandomCrop(9)(x, rng)
+    flipped = D.RandomHorizontalFlip(1.0)(x, rng)
+    np.testing.assert_array_equal(flipped, x[..., ::-1])
+    aug = D.Compose([D.RandomHorizontalFlip(1.0), D.RandomHorizontalFlip(1.0)])
+    np.testing.assert_array_equal(aug(x, rng), x)
+    loader = D.DataLoader(
+        x, np.zeros(2, int), batch_size=2, augment=D.RandomHorizontalFlip(1.0)
+    )
+    np.testing.assert_array_equal(B.to_numpy(next(iter(loader))[0]), x[..., ::-1])
+    assert "RandomHorizontalFlip(p=1.0)" in repr(loader)
