@@ -124,6 +124,27 @@ CONV_CASES = {
 }
 
 
+def random_conv_cases(count, seed=123):
+    """Small random valid configurations, pairs for every hyperparameter."""
+    rng = np.random.default_rng(seed)
+    cases = {}
+    while len(cases) < count:
+        N, C, F = (int(v) for v in rng.integers(1, 3, 3))
+        KH, KW = (int(v) for v in rng.integers(1, 4, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        p = tuple(int(v) for v in rng.integers(0, 3, 2))
+        d = tuple(int(v) for v in rng.integers(1, 3, 2))
+        H, W = (int(v) for v in rng.integers(1, 8, 2))
+        if d[0] * (KH - 1) + 1 > H + 2 * p[0] or d[1] * (KW - 1) + 1 > W + 2 * p[1]:
+            continue
+        bias = bool(rng.integers(2))
+        cases[f"random{len(cases)}"] = ((N, C, H, W), (F, C, KH, KW), bias, s, p, d)
+    return cases
+
+
+CONV_CASES.update(random_conv_cases(4))
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d(backend, case):
     xs, ws, bias, stride, padding, dilation = CONV_CASES[case]
@@ -157,6 +178,24 @@ POOL_CASES = {
     "stride_beyond_kernel": ((2, 2, 8, 7), 2, 3, 0),
     "batch1_channel1": ((1, 1, 4, 6), (2, 3), None, 0),
 }
+
+
+def random_pool_cases(count, seed=321):
+    rng = np.random.default_rng(seed)
+    cases = {}
+    while len(cases) < count:
+        N, C = (int(v) for v in rng.integers(1, 3, 2))
+        k = tuple(int(v) for v in rng.integers(1, 4, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        H, W = (int(v) for v in rng.integers(1, 9, 2))
+        if k[0] > H + 2 * p[0] or k[1] > W + 2 * p[1]:
+            continue
+        cases[f"random{len(cases)}"] = ((N, C, H, W), k, s, p)
+    return cases
+
+
+POOL_CASES.update(random_pool_cases(3))
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
@@ -323,7 +362,7 @@ def test_softmax_cross_entropy(backend, n, classes, scale):
     loss_fd_check(backend, Fn.softmax_cross_entropy, logits, targets)
 
 
-@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2, 2), (1,)], ids=str)
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2, 2), (1,)], ids=["2d", "4d", "1d"])
 def test_mse_loss(backend, shape):
     rng = np.random.default_rng(10)
     pred, target = rng.standard_normal(shape), rng.standard_normal(shape)

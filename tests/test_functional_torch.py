@@ -351,7 +351,7 @@ def test_softmax_cross_entropy(backend, dtype, n, classes, scale):
 
 
 @DTYPES
-@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 4), (1,)], ids=str)
+@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 4), (1,)], ids=["2d", "4d", "1d"])
 def test_mse_loss(backend, dtype, shape):
     rng = np.random.default_rng(18)
     pred, target = rng.standard_normal(shape), rng.standard_normal(shape)
