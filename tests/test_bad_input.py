@@ -151,6 +151,33 @@ def test_conv_dtype_mismatch(backend, conv, op):
     expect(BAD, op, lambda: conv(x, w), ["x", "w"], values=["float32", "float64"])
 
 
+@pytest.mark.parametrize(
+    "args, name, value",
+    [
+        ((8, 3, 0), "stride", 0),
+        ((8, 3, -1), "stride", -1),
+        ((8, 0), "kernel", 0),
+        ((8, 3, 1, -1), "padding", -1),
+        ((8, 3, 1, 0, 0), "dilation", 0),
+    ],
+    ids=["stride0", "stride_neg", "kernel0", "pad_neg", "dil0"],
+)
+def test_conv_output_size_bad_arguments(args, name, value):
+    expect(
+        ValueError,
+        "conv_output_size",
+        lambda: Fn.conv_output_size(*args),
+        [name],
+        values=[value],
+    )
+
+
+def test_conv_output_size_kernel_too_large():
+    expect(
+        ValueError, "conv_output_size", lambda: Fn.conv_output_size(3, 5), values=[5, 3]
+    )
+
+
 def test_conv_not_an_array(backend):
     w = randn(backend, 3, 2, 3, 3)
     expect(TypeError, "conv2d_forward", lambda: Fn.conv2d_forward([[1.0]], w), ["x"])
