@@ -1,0 +1,182 @@
+"""cnnbook.train: fit / evaluate / predict, determinism, non-finite losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import cnnbook.backend as B
+from cnnbook import data as D
+from cnnbook import models, nn, optim
+from cnnbook import train as T
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    (X, y), (Xt, yt) = D.digits()
+    return (X[:400], y[:400]), (Xt[:200], yt[:200])
+
+
+def _net(seed=0):
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, rng=seed),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 16, 10, rng=seed + 1),
+    )
+
+
+def _fit(data, seed=0, epochs=3, **kw):
+    (X, y), test = data
+    net = _net(seed)
+    opt = optim.Adam(net.parameters(), lr=1e-2)
+    loader = D.DataLoader(
+        X, y, batch_size=32, shuffle=True, seed=seed, augment=D.RandomShift(1)
+    )
+    sched = optim.OneCycleLR(opt, 1e-2, total_steps=epochs * len(loader))
+    hist = T.fit(
+        net,
+        loader,
+        nn.CrossEntropyLoss(),
+        opt,
+        epochs,
+        val_data=test,
+        scheduler=sched,
+        progress=False,
+        **kw,
+    )
+    return net, hist
+
+
+def test_fit_learns_and_records_history(backend, small_digits):
+    net, hist = _fit(small_digits)
+    assert len(hist) == 3 and hist.epoch == [1, 2, 3]
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    assert hist.val_acc[-1] > 0.5  # chance is 0.1
+    assert hist.lr[0] == pytest.approx(1e-2 / 25)
+    assert all(s > 0 for s in hist.seconds)
+    metrics = T.evaluate(net, small_digits[1])
+    assert metrics["accuracy"] == pytest.approx(hist.val_acc[-1])
+    assert "3 epochs" in repr(hist)
+
+
+def test_fit_is_deterministic(small_digits):
+    _, a = _fit(small_digits, seed=1, epochs=2)
+    _, b = _fit(small_digits, seed=1, epochs=2)
+    for field in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        assert getattr(a, field) == getattr(b, field)
+    _, c = _fit(small_digits, seed=2, epochs=2)
+    assert a.train_loss != c.train_loss
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_parameters(backend, small_digits):
+    (X, y), _ = small_digits
+    X = X.copy()
+    X[70] = np.nan  # third batch of 32 (not shuffled)
+    net = _net()
+    opt = optim.SGD(net.parameters(), lr=0.05)
+    loader = D.DataLoader(X, y, batch_size=32)
+    with pytest.raises(T.NonFiniteLossError, match="epoch 1, batch 3") as info:
+        T.fit(net, loader, nn.CrossEntropyLoss(), opt, 2, progress=False)
+    assert (info.value.epoch, info.value.batch) == (1, 3)
+    for name, p in net.named_parameters():
+        assert np.isfinite(B.to_numpy(p.data)).all(), name
+    assert math.isfinite(T.evaluate(net, (X[:64], y[:64]))["loss"])
+
+
+def test_progress_bar_can_be_turned_off(small_digits, capsys):
+    _fit(small_digits, epochs=1)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    (X, y), _ = small_digits
+    net = _net()
+    T.fit(
+        net,
+        (X[:64], y[:64]),
+        nn.CrossEntropyLoss(),
+        optim.SGD(net.parameters(), lr=0.01),
+        1,
+        progress=True,
+    )
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+def test_callbacks_can_stop_and_bad_epochs(small_digits):
+    seen = []
+
+    def stop_after_two(epoch, hist):
+        seen.append(epoch)
+        return epoch == 2
+
+    _, hist = _fit(small_digits, epochs=3, callbacks=[stop_after_two])
+    assert seen == [1, 2] and len(hist) == 2
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        T.fit(
+            _net(),
+            small_digits[0],
+            nn.CrossEntropyLoss(),
+            optim.SGD(_net().parameters(), lr=0.1),
+            0,
+            progress=False,
+        )
+
+
+def test_predict_and_evaluate_restore_mode(backend, small_digits):
+    net, _ = _fit(small_digits, epochs=1)
+    X, y = small_digits[1]
+    net.train()
+    labels = T.predict(net, X, batch_size=64)
+    proba = T.predict(net, X, proba=True)
+    assert labels.shape == (200,) and labels.dtype.kind == "i"
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(proba.argmax(axis=1), labels)
+    assert T.evaluate(net, (X, y))["accuracy"] == pytest.approx(np.mean(labels == y))
+    assert net.training
+    with pytest.raises(ValueError, match="no samples"):
+        T.evaluate(net, (X[:0], y[:0]))
+
+
+def test_history_plot_and_dict_round_trip(small_digits):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _, hist = _fit(small_digits, epochs=1)
+    fig = hist.plot()
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_ylabel() == "loss"
+    assert T.History.from_dict(hist.to_dict()) == hist
+
+
+def test_recipes_and_smoke_train(backend):
+    r = T.recipe("lenet5")
+    assert r["epochs"] == 20 and r["schedule"] == "onecycle" and r["augment_shift"] == 2
+    assert T.recipe("lenet5", epochs=3)["epochs"] == 3
+    with pytest.raises(ValueError, match="no recipe for 'alexnet'"):
+        T.recipe("alexnet")
+    with pytest.raises(ValueError, match="unknown settings"):
+        T.recipe("lenet5", momentum=0.9)
+    assert set(T.RECIPES) == set(models.MODELS)
+    model, hist, test = T.train_recipe(
+        "resnet", data="digits", epochs=1, progress=False, backend=backend.name
+    )
+    assert len(hist) == 1 and 0.0 <= test["accuracy"] <= 1.0
+    assert model.config["name"] == "resnet"
+    with pytest.raises(ValueError, match="needs 28×28"):
+        T.train_recipe("lenet5", data="digits", epochs=1, progress=False)
+
+
+def test_make_optimizer_and_scheduler():
+    params = _net().parameters()
+    assert isinstance(T.make_optimizer("adamw", params, 1e-3), optim.AdamW)
+    sgd = T.make_optimizer("sgd", params, 0.1, 1e-4)
+    assert sgd.nesterov and sgd.weight_decay == 1e-4
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        T.make_optimizer("rmsprop", params, 0.1)
+    assert isinstance(T.make_scheduler("cosine", sgd, 5, 10), optim.CosineAnnealingLR)
+    assert isinstance(T.make_scheduler("step", sgd, 6, 10), optim.StepLR)
+    assert T.make_scheduler("none", sgd, 5, 10) is None
+    with pytest.raises(ValueError, match="unknown schedule"):
+        T.make_scheduler("warmup", sgd, 5, 10)
