@@ -1,8 +1,9 @@
 """The built book in a real browser: every page of _toc.yml opened in headless Chromium.
 
 Needs the built site (``bash scripts/build_book.sh`` writes ``_build/html``; this test
-builds nothing) and Debian's ``chromium`` (``apt-get install -y chromium``). Without
-either it fails when the environment variable ``CI`` is set and skips otherwise.
+builds nothing) and Debian's ``chromium`` (``apt-get install -y chromium``), or Chrome,
+or the browser named by ``$CHROMIUM``. Without either it fails when the environment
+variable ``CI`` is set and skips otherwise.
 
 The site is served on loopback by a server that records every request, so for each
 page the test sees what the browser actually fetched. It asserts:
@@ -176,8 +177,10 @@ def site():
 
 @functools.cache
 def chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
+    """The browser: $CHROMIUM if set, else Debian's chromium (or Chrome) on PATH."""
+    names = [os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser"]
+    for name in [*names, "google-chrome", "google-chrome-stable"]:
+        path = shutil.which(name) if name else None
         if path:
             return path
     return ""
