@@ -9,9 +9,21 @@ checks in :mod:`cnnbook.gradcheck`, array backends in :mod:`cnnbook.backend`.
 True
 """
 
-from cnnbook import backend, functional, gradcheck
+from cnnbook import (
+    backend,
+    checkpoint,
+    data,
+    functional,
+    gradcheck,
+    models,
+    nn,
+    optim,
+    train,
+)
 from cnnbook.backend import to_numpy, use
+from cnnbook.checkpoint import load, save
 
 __version__ = "0.1.0"
 
 __all__ = ["backend", "functional", "gradcheck", "to_numpy", "use"]
+__all__ += ["checkpoint", "data", "load", "models", "nn", "optim", "save", "train"]
