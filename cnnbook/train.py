@@ -367,9 +367,9 @@ def make_optimizer(name: str, params: list, lr: float, weight_decay: float = 0.0
 
 
 def make_scheduler(name: str, optimizer, epochs: int, steps_per_epoch: int):
-    """``"onecycle"`` (peak = the optimizer's lr), ``"cosine"``, ``"step"``
-    (×0.1 at 1/2 and 3/4 of training... as one StepLR every epochs // 3), or
-    ``"none"``."""
+    """``"onecycle"`` (per batch; peak = the optimizer's lr), ``"cosine"``
+    (per epoch, to 0 at the end), ``"step"`` (×0.1 every ``epochs // 3``
+    epochs) or ``"none"`` (returns None)."""
     if name == "onecycle":
         return optim.OneCycleLR(
             optimizer, max_lr=optimizer.lr, total_steps=epochs * steps_per_epoch
