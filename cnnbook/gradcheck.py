@@ -94,7 +94,7 @@ def check(
     backward: Callable,
     *args: Any,
     seed: int = 0,
-    eps: float = 1e-6,
+    step: float = 1e-6,
     **kwargs: Any,
 ) -> dict[str, float]:
     """Compare ``backward`` with finite differences of ``forward``, in float64.
@@ -104,6 +104,10 @@ def check(
     single array or a tuple; extra arrays such as running statistics that get
     no gradient come last). Returns ``{argument name: relative error}``. A
     stochastic forward pass must be made repeatable (e.g. ``rng=0``).
+    ``step`` is the finite-difference step; every other keyword goes to
+    ``forward`` (so batch norm's own ``eps`` reaches it). The upstream gradient
+    is drawn from a stream spawned from ``seed``, never equal to data drawn
+    with ``default_rng(seed)``.
     """
     bound = inspect.signature(forward).bind(*args, **kwargs)
     names = _float_arrays(forward, args, kwargs)
@@ -117,7 +121,9 @@ def check(
 
     y, cache = run()
     dy = asarray(
-        np.random.default_rng(seed).normal(size=tuple(y.shape)),
+        np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]).normal(
+            size=tuple(y.shape)
+        ),
         xp,
         device_of(y),
         dtype=np.float64,
@@ -125,6 +131,13 @@ def check(
     grads = backward(dy, cache)
     if not isinstance(grads, tuple):
         grads = (grads,)
+    while grads and grads[-1] is None:  # e.g. db when there is no bias
+        grads = grads[:-1]
+    if len(grads) > len(names):
+        raise ValueError(
+            f"gradcheck.check: backward returned {len(grads)} gradients but the "
+            f"forward has only {len(names)} floating-point arrays {names}"
+        )
     errors = {}
     for name, analytic in zip(names, grads, strict=False):
         if analytic is None:
@@ -133,7 +146,7 @@ def check(
         def loss(value: Any, name: str = name) -> Any:
             return xp.sum(run(**{name: value})[0] * dy)
 
-        numeric = numerical_gradient(loss, bound.arguments[name], eps)
+        numeric = numerical_gradient(loss, bound.arguments[name], step)
         errors[name] = rel_error(analytic, numeric)
     return errors
 

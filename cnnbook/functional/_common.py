@@ -30,11 +30,21 @@ def output_size(
     op: str, size: int, kernel: int, stride: int, padding: int, dilation: int = 1
 ) -> int:
     """OUT = (size + 2·padding − dilation·(kernel − 1) − 1) // stride + 1, checked."""
+    for name, value, minimum in (
+        ("kernel size", kernel, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+    ):
+        if value < minimum:
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise ValueError(f"{op}: {name} must be {kind}, got {value!r}")
     span = dilation * (kernel - 1) + 1
     if span > size + 2 * padding:
         raise ValueError(
-            f"{op}: kernel (extent {span}) is larger than the padded input "
-            f"({size} + 2·{padding} = {size + 2 * padding})"
+            f"{op}: the kernel spans {span} pixels (kernel size {kernel}, dilation "
+            f"{dilation}) but the padded input is only {size + 2 * padding} "
+            f"({size} + 2·{padding}) along that axis"
         )
     return (size + 2 * padding - span) // stride + 1
 

@@ -35,7 +35,7 @@ def dropout_forward(
     """
     op = "dropout_forward"
     xp = _checks.float_inputs(op, x=x)
-    if isinstance(p, bool) or not 0 <= p <= 1:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
         raise ValueError(f"{op}: p must be a probability in [0, 1], got {p!r}")
     if not training or p == 0:
         return x, None

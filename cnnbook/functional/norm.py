@@ -71,6 +71,10 @@ def batch_norm_forward(
                 f"{op}: {name} must have shape ({C},) for x of shape "
                 f"{tuple(x.shape)}, got {tuple(v.shape)}"
             )
+    if not eps > 0:
+        raise ValueError(f"{op}: eps must be positive, got {eps!r}")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"{op}: momentum must lie in [0, 1], got {momentum!r}")
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
     m = x.size // C
     if training:
