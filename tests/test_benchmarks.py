@@ -72,7 +72,15 @@ def test_machine_and_memory_are_described(quick_result):
     mem = result["memory"]
     assert mem["case"] == "conv_vgg" and mem["peak_mib"] > 0
     assert mem["met"] == (mem["peak_mib"] <= mem["target_mib"])
-    assert result["settings"] == {"threads": 1, "quick": True, "budget_s": 4.0}
+    settings = result["settings"]
+    assert (settings["threads"], settings["quick"], settings["clock"]) == (
+        1,
+        True,
+        "wall",
+    )
+    for row in result["cases"]:
+        if row["status"] == "ok":
+            assert set(row["by_clock"]) == {"wall", "cpu"}
 
 
 def test_table_and_figure(quick_result, tmp_path):

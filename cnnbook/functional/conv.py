@@ -109,10 +109,16 @@ def col2im(xp: Any, cols: Any, g: ConvGeometry) -> Any:
 
 
 class Conv2dCache(NamedTuple):
+    """What :func:`conv2d_backward` needs. A layer whose input needs no
+    gradient (the first layer) may set ``input_grad=False`` with
+    ``cache._replace(input_grad=False)``: backward then returns dx = None and
+    skips the most expensive third of its work."""
+
     cols: Any  # (C·KH·KW, N·OH·OW) columns of the padded input
     w: Any  # (F, C, KH, KW)
     has_bias: bool
     geometry: ConvGeometry
+    input_grad: bool = True
 
 
 def conv2d_forward(
@@ -147,16 +153,48 @@ def conv2d_backward(dy: Any, cache: Conv2dCache) -> tuple[Any, Any, Any]:
     dw = dY ⋆ x (cross-correlation of the input with the output gradient),
     dx = dY * rot180(w) (full convolution), db = Σ dY over N, OH, OW.
     """
-    cols, w, has_bias, g = cache
+    cols, w, has_bias, g, input_grad = cache
     op = "conv2d_backward"
     xp = _checks.float_inputs(op, dy=dy, w=w)
     _checks.grad_shape(op, dy, (g.N, g.F, g.OH, g.OW))
     dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (g.F, -1))  # (F, N·OH·OW)
-    dw = xp.reshape(dy2 @ xp.matrix_transpose(cols), w.shape)
+    # dW = dY · colsᵀ, computed as (cols · dYᵀ)ᵀ: the same numbers, and the
+    # orientation BLAS runs fastest for a short-and-wide dY (F ≪ N·OH·OW).
+    dw = xp.matrix_transpose(cols @ xp.matrix_transpose(dy2))
+    dw = xp.reshape(dw, w.shape)
     db = xp.sum(dy2, axis=1) if has_bias else None
-    dcols = xp.matrix_transpose(xp.reshape(w, (g.F, -1))) @ dy2
-    dx = col2im(xp, dcols, g)
-    return dx, dw, db
+    if not input_grad:
+        return None, dw, db
+    wt = xp.matrix_transpose(xp.reshape(w, (g.F, -1)))  # (C·KH·KW, F)
+    if g.stride == (1, 1):
+        return _input_grad_flat(xp, dy, wt, g), dw, db
+    return col2im(xp, wt @ dy2, g), dw, db
+
+
+def _input_grad_flat(xp: Any, dy: Any, wt: Any, g: ConvGeometry) -> Any:
+    """dx for stride 1 by "flat shifts": lay dY out on the padded grid
+    (F, N·Hp·Wp), zero where no output exists; then kernel tap (u, v) sends
+    row block (c, u, v) of Wᵀ·dY to one contiguous 1-D slice of the flattened
+    padded input, shifted by u·dh·Wp + v·dw. The KH·KW slice-adds move long
+    contiguous runs instead of OW-element rows (col2im), at the price of a
+    GEMM over Hp·Wp instead of OH·OW positions."""
+    (ph, pw), (dh, dw_) = g.padding, g.dilation
+    Hp, Wp = g.H + 2 * ph, g.W + 2 * pw
+    L = g.N * Hp * Wp
+    dev = device_of(dy)
+    dypad = xp.zeros((g.F, g.N, Hp, Wp), dtype=dy.dtype, device=dev)
+    dypad[:, :, : g.OH, : g.OW] = xp.permute_dims(dy, (1, 0, 2, 3))
+    dcols = wt @ xp.reshape(dypad, (g.F, L))  # (C·KH·KW, N·Hp·Wp)
+    dcols = xp.reshape(dcols, (g.C, g.KH, g.KW, L))
+    tail = (g.KH - 1) * dh * Wp + (g.KW - 1) * dw_  # reach of the last tap
+    dxflat = xp.zeros((g.C, L + tail), dtype=dy.dtype, device=dev)
+    for u in range(g.KH):
+        for v in range(g.KW):
+            shift = u * dh * Wp + v * dw_
+            dxflat[:, shift : shift + L] += dcols[:, u, v, :]
+    dxpad = xp.reshape(dxflat[:, :L], (g.C, g.N, Hp, Wp))
+    dx = dxpad[:, :, ph : ph + g.H, pw : pw + g.W]
+    return xp.permute_dims(dx, (1, 0, 2, 3))  # (N, C, H, W)
 
 
 def conv2d_naive(x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1):
@@ -182,7 +220,7 @@ def conv2d_naive(x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1)
                         sh * i : sh * i + dh * (g.KH - 1) + 1 : dh,
                         sw * j : sw * j + dw * (g.KW - 1) + 1 : dw,
                     ]
-                    y[n, f, i, j] = xp.sum(patch * w[f])
+                    y[n, f, i, j] = xp.sum(patch * w[f, ...])
             if b is not None:
                 y[n, f, ...] += b[f]
     return y

@@ -67,6 +67,8 @@ def max_pool2d_forward(x: Any, kernel_size, stride=None, padding=0):
     array([[[[4., 5.]]]])
     """
     xp, g = _geometry("max_pool2d_forward", x, kernel_size, stride, padding)
+    if _pairwise(g):
+        return _max_pool_2x2_forward(xp, x, g)
     xpad = pad(xp, x, *g.padding, fill=-float("inf"))
     y = None
     for rows, cols in _taps(g):
@@ -84,6 +86,8 @@ def max_pool2d_backward(dy: Any, cache: PoolCache) -> Any:
     op = "max_pool2d_backward"
     xp = _checks.float_inputs(op, dy=dy, y=y)
     _checks.grad_shape(op, dy, (g.N, g.C, g.OH, g.OW))
+    if _pairwise(g):
+        return _max_pool_2x2_backward(xp, dy, xpad, y, g)
     ph, pw = g.padding
     dxpad = xp.zeros(xpad.shape, dtype=dy.dtype, device=device_of(dy))
     routed = xp.zeros(y.shape, dtype=xp.bool, device=device_of(y))
@@ -93,6 +97,59 @@ def max_pool2d_backward(dy: Any, cache: PoolCache) -> Any:
         routed = routed | hit
         dxpad[:, :, rows, cols] += xp.where(hit, dy, 0.0)
     return dxpad[:, :, ph : ph + g.H, pw : pw + g.W]
+
+
+# The common case, 2×2 windows with stride 2 and no padding, as two pairwise
+# maxima: of horizontal neighbours, then of vertical ones. Each element is
+# read once (the general loop above reads each window offset separately), and
+# the backward pass recomputes "which one won" with one comparison per pair.
+def _pairwise(g: ConvGeometry) -> bool:
+    return (g.KH, g.KW, g.stride, g.padding) == (2, 2, (2, 2), (0, 0))
+
+
+def _later_wins(xp: Any, first: Any, second: Any, clean: bool) -> Any:
+    """True where ``second`` is the first maximum of the pair (first, second).
+
+    Without NaNs (``clean``) that is second > first: ties go to ``first``.
+    Otherwise a NaN always wins, and of two NaNs the first does."""
+    if clean:
+        return xp.less(first, second)
+    return ~((first >= second) | (first != first))
+
+
+def _max_pool_2x2_forward(xp: Any, x: Any, g: ConvGeometry):
+    x = x[:, :, : 2 * g.OH, : 2 * g.OW]  # odd sizes: the last row/column drops
+    rows = xp.maximum(x[:, :, :, 0::2], x[:, :, :, 1::2])  # (N, C, 2·OH, OW)
+    y = xp.maximum(rows[:, :, 0::2, :], rows[:, :, 1::2, :])
+    return y, PoolCache(x, y, g)
+
+
+def _max_pool_2x2_backward(xp: Any, dy: Any, x: Any, y: Any, g: ConvGeometry) -> Any:
+    # One cheap look at y (a quarter of x) picks the exact fast formulas:
+    # y has no NaN iff x has none; finite dy may be routed by multiplying with
+    # 0/1 masks (an infinite dy times 0 would give NaN where 0 belongs).
+    clean = not bool(xp.any(xp.isnan(y)))
+    finite = bool(xp.all(xp.isfinite(dy)))
+    left, right = x[:, :, :, 0::2], x[:, :, :, 1::2]
+    right_wins = _later_wins(xp, left, right, clean)  # (N, C, 2·OH, OW)
+    rows = xp.maximum(left, right)
+    bottom_wins = _later_wins(xp, rows[:, :, 0::2, :], rows[:, :, 1::2, :], clean)
+    even = (g.H, g.W) == (2 * g.OH, 2 * g.OW)
+    make = xp.empty if even else xp.zeros
+    dx = make((g.N, g.C, g.H, g.W), dtype=dy.dtype, device=device_of(dy))
+
+    def split(d, mask):  # (d where mask else 0, d where not mask else 0)
+        if finite:
+            hit = d * xp.astype(mask, d.dtype)
+            return hit, d - hit
+        return xp.where(mask, d, 0.0), xp.where(mask, 0.0, d)
+
+    bottom, top = split(dy, bottom_wins)
+    for r, d in enumerate((top, bottom)):
+        hit, miss = split(d, right_wins[:, :, r::2, :])
+        dx[:, :, r : 2 * g.OH : 2, 1 : 2 * g.OW : 2] = hit
+        dx[:, :, r : 2 * g.OH : 2, 0 : 2 * g.OW : 2] = miss
+    return dx
 
 
 def avg_pool2d_forward(x: Any, kernel_size, stride=None, padding=0):
