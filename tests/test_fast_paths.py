@@ -1,0 +1,119 @@
+"""The fast special cases agree with the general kernels they shortcut, on
+every backend: pairwise 2×2 max-pooling against the loop over window offsets
+(ties, NaN, infinite gradients, odd sizes), the stride-1 "flat shift" input
+gradient of conv2d against col2im, and the ``input_grad=False`` cache flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnbook.functional as Fn
+from cnnbook.functional import conv as conv_module
+from cnnbook.functional import pool as pool_module
+
+
+def _general_max_pool(monkeypatch, backend, x, dy):
+    """The loop over window offsets, with the pairwise shortcut switched off."""
+    with monkeypatch.context() as m:
+        m.setattr(pool_module, "_pairwise", lambda g: False)
+        y, cache = Fn.max_pool2d_forward(x, 2)
+        return backend.to_numpy(y), backend.to_numpy(Fn.max_pool2d_backward(dy, cache))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 7, 9), (3, 1, 2, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pairwise_max_pool_equals_general_loop(backend, monkeypatch, shape, dtype):
+    rng = np.random.default_rng(1)
+    host = rng.integers(-3, 3, shape).astype(dtype)  # many ties
+    dy_host = rng.standard_normal((shape[0], shape[1], shape[2] // 2, shape[3] // 2))
+    x = backend.asarray(host, dtype)
+    dy = backend.asarray(dy_host, dtype)
+    y, cache = Fn.max_pool2d_forward(x, 2)
+    dx = Fn.max_pool2d_backward(dy, cache)
+    y_ref, dx_ref = _general_max_pool(monkeypatch, backend, x, dy)
+    np.testing.assert_array_equal(backend.to_numpy(y), y_ref)
+    np.testing.assert_array_equal(backend.to_numpy(dx), dx_ref)
+    # each window sends its whole gradient to exactly one element
+    np.testing.assert_allclose(
+        backend.to_numpy(dx).sum(), dy_host.astype(dtype).sum(), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        [[np.nan, 1.0], [2.0, 3.0]],
+        [[1.0, np.nan], [np.nan, 3.0]],
+        [[1.0, 2.0], [3.0, np.nan]],
+        [[np.nan, np.nan], [np.nan, np.nan]],
+        [[-np.inf, -np.inf], [-np.inf, -np.inf]],
+        [[5.0, 5.0], [5.0, 5.0]],
+    ],
+)
+def test_pairwise_max_pool_special_values(backend, monkeypatch, window):
+    """NaN wins its window (the first NaN takes the gradient), ties go to the
+    first maximum in row-major order, like PyTorch and the general loop."""
+    host = np.array(window, np.float64).reshape(1, 1, 2, 2)
+    x = backend.asarray(host)
+    dy = backend.asarray(np.full((1, 1, 1, 1), 2.5))
+    y, cache = Fn.max_pool2d_forward(x, 2)
+    dx = backend.to_numpy(Fn.max_pool2d_backward(dy, cache))
+    y_ref, dx_ref = _general_max_pool(monkeypatch, backend, x, dy)
+    np.testing.assert_array_equal(backend.to_numpy(y), y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert np.count_nonzero(dx) == 1
+
+
+def test_pairwise_max_pool_infinite_gradient(backend, monkeypatch):
+    """An infinite upstream gradient reaches the winner only (no inf·0 = NaN)."""
+    x = backend.asarray(np.arange(16.0).reshape(1, 1, 4, 4))
+    dy = backend.asarray(np.array([[[[np.inf, -np.inf], [np.nan, 1.0]]]]))
+    _, cache = Fn.max_pool2d_forward(x, 2)
+    dx = backend.to_numpy(Fn.max_pool2d_backward(dy, cache))
+    _, dx_ref = _general_max_pool(monkeypatch, backend, x, dy)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert np.isnan(dx).sum() == 1 and np.isinf(dx).sum() == 2
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding, dilation",
+    [
+        ((2, 3, 7, 6), (4, 3, 3, 2), 1, 1),
+        ((1, 1, 9, 9), (2, 1, 5, 5), 2, 1),
+        ((2, 2, 8, 7), (3, 2, 3, 3), (0, 2), 1),
+        ((1, 2, 9, 10), (2, 2, 3, 2), 2, (2, 3)),
+    ],
+)
+def test_flat_shift_input_grad_equals_col2im(
+    backend, x_shape, w_shape, padding, dilation
+):
+    """Stride-1 dx by flat shifts equals the general col2im of Wᵀ·dY."""
+    rng = np.random.default_rng(2)
+    x = backend.asarray(rng.standard_normal(x_shape))
+    w = backend.asarray(rng.standard_normal(w_shape))
+    y, cache = Fn.conv2d_forward(x, w, None, 1, padding, dilation)
+    dy = backend.asarray(rng.standard_normal(tuple(y.shape)))
+    dx, _, _ = Fn.conv2d_backward(dy, cache)
+    xp, g = backend.xp, cache.geometry
+    dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (g.F, -1))
+    wt = xp.matrix_transpose(xp.reshape(w, (g.F, -1)))
+    dx_ref = conv_module.col2im(xp, wt @ dy2, g)
+    np.testing.assert_allclose(
+        backend.to_numpy(dx), backend.to_numpy(dx_ref), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_input_grad_flag_skips_dx_only(backend):
+    rng = np.random.default_rng(3)
+    x = backend.asarray(rng.standard_normal((2, 3, 6, 6)), np.float32)
+    w = backend.asarray(rng.standard_normal((4, 3, 3, 3)), np.float32)
+    b = backend.asarray(rng.standard_normal(4), np.float32)
+    y, cache = Fn.conv2d_forward(x, w, b, 1, 1)
+    dy = backend.asarray(rng.standard_normal(tuple(y.shape)), np.float32)
+    dx, dw, db = Fn.conv2d_backward(dy, cache)
+    assert cache.input_grad and dx is not None  # the default returns dx
+    none, dw2, db2 = Fn.conv2d_backward(dy, cache._replace(input_grad=False))
+    assert none is None
+    np.testing.assert_array_equal(backend.to_numpy(dw2), backend.to_numpy(dw))
+    np.testing.assert_array_equal(backend.to_numpy(db2), backend.to_numpy(db))
