@@ -349,8 +349,12 @@ def explorer(x: np.ndarray, max_depth: int = 50) -> Any:
         show,
         activation=widgets.Dropdown(options=list(ACTIVATIONS), value="relu"),
         init=widgets.ToggleButtons(options=list(INITS), value="he"),
-        scale=widgets.FloatSlider(value=1.0, min=0.25, max=2.0, step=0.05),
-        depth=widgets.IntSlider(value=30, min=1, max=max_depth),
+        scale=widgets.FloatSlider(
+            value=1.0, min=0.25, max=3.0, step=0.05, continuous_update=False
+        ),
+        depth=widgets.IntSlider(
+            value=30, min=1, max=max_depth, continuous_update=False
+        ),
     )
 
 
