@@ -171,6 +171,9 @@ def conv2d_backward(dy: Any, cache: Conv2dCache) -> tuple[Any, Any, Any]:
     return col2im(xp, wt @ dy2, g), dw, db
 
 
+_BLOCK = 1 << 22  # elements of Wᵀ·dY computed at once by _input_grad_flat
+
+
 def _input_grad_flat(xp: Any, dy: Any, wt: Any, g: ConvGeometry) -> Any:
     """dx for stride 1 by "flat shifts": lay dY out on the padded grid
     (F, N·Hp·Wp), zero where no output exists; then kernel tap (u, v) sends
@@ -184,14 +187,21 @@ def _input_grad_flat(xp: Any, dy: Any, wt: Any, g: ConvGeometry) -> Any:
     dev = device_of(dy)
     dypad = xp.zeros((g.F, g.N, Hp, Wp), dtype=dy.dtype, device=dev)
     dypad[:, :, : g.OH, : g.OW] = xp.permute_dims(dy, (1, 0, 2, 3))
-    dcols = wt @ xp.reshape(dypad, (g.F, L))  # (C·KH·KW, N·Hp·Wp)
-    dcols = xp.reshape(dcols, (g.C, g.KH, g.KW, L))
+    dypad = xp.reshape(dypad, (g.F, L))
     tail = (g.KH - 1) * dh * Wp + (g.KW - 1) * dw_  # reach of the last tap
     dxflat = xp.zeros((g.C, L + tail), dtype=dy.dtype, device=dev)
-    for u in range(g.KH):
-        for v in range(g.KW):
-            shift = u * dh * Wp + v * dw_
-            dxflat[:, shift : shift + L] += dcols[:, u, v, :]
+    taps = g.KH * g.KW
+    # Channels in blocks of about _BLOCK elements of Wᵀ·dY: the same work,
+    # without holding all C·KH·KW × N·Hp·Wp of it at once (peak memory).
+    step = max(1, _BLOCK // (taps * L))
+    for c0 in range(0, g.C, step):
+        c1 = min(g.C, c0 + step)
+        dcols = wt[c0 * taps : c1 * taps, :] @ dypad  # ((c1−c0)·KH·KW, L)
+        dcols = xp.reshape(dcols, (c1 - c0, g.KH, g.KW, L))
+        for u in range(g.KH):
+            for v in range(g.KW):
+                shift = u * dh * Wp + v * dw_
+                dxflat[c0:c1, shift : shift + L] += dcols[:, u, v, :]
     dxpad = xp.reshape(dxflat[:, :L], (g.C, g.N, Hp, Wp))
     dx = dxpad[:, :, ph : ph + g.H, pw : pw + g.W]
     return xp.permute_dims(dx, (1, 0, 2, 3))  # (N, C, H, W)
