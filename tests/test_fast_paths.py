@@ -117,3 +117,18 @@ def test_input_grad_flag_skips_dx_only(backend):
     assert none is None
     np.testing.assert_array_equal(backend.to_numpy(dw2), backend.to_numpy(dw))
     np.testing.assert_array_equal(backend.to_numpy(db2), backend.to_numpy(db))
+
+
+def test_mask_multiply_matches_where(backend):
+    """backend.mask_multiply: NumPy's bool-multiply fast path and the portable
+    cast-then-multiply give where(mask, d, 0) for finite d, in d's dtype."""
+    from cnnbook.backend import mask_multiply
+
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        d = backend.asarray(rng.standard_normal((3, 5)), dtype)
+        mask = backend.asarray(rng.standard_normal((3, 5))) > 0
+        out = mask_multiply(d, mask)
+        assert out.dtype == d.dtype
+        ref = np.where(backend.to_numpy(mask), backend.to_numpy(d), 0.0)
+        np.testing.assert_array_equal(backend.to_numpy(out), ref)

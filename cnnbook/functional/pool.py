@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from cnnbook.backend import device_of
+from cnnbook.backend import device_of, mask_multiply
 from cnnbook.functional import _common as _checks
 from cnnbook.functional._common import ConvGeometry, pad, window
 
@@ -140,7 +140,7 @@ def _max_pool_2x2_backward(xp: Any, dy: Any, x: Any, y: Any, g: ConvGeometry) ->
 
     def split(d, mask):  # (d where mask else 0, d where not mask else 0)
         if finite:
-            hit = d * xp.astype(mask, d.dtype)
+            hit = mask_multiply(d, mask)
             return hit, d - hit
         return xp.where(mask, d, 0.0), xp.where(mask, 0.0, d)
 
