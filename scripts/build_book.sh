@@ -7,7 +7,8 @@
 #    the package (-e .); set CNNBOOK_SKIP_SETUP=1 to skip it when .venv is ready.
 # 2. npm installs the JavaScript the built pages need offline (package-lock.json:
 #    MathJax 3, RequireJS, the ipywidgets HTML manager) and the files are copied to
-#    _build/vendor, which _config.yml serves as _build/html/_static/{mathjax,...}.
+#    _build/vendor, which _config.yml serves as _build/html/_static/{mathjax,...}
+#    (also Font Awesome 4, which matplotlib's JavaScript animations use).
 # 3. jupyter-book builds from the outputs stored in the notebooks, warnings fatal.
 # 4. The pages are checked for script URLs pointing at a CDN.
 set -euo pipefail
@@ -44,6 +45,10 @@ cp "$hm/embed-amd.js" "$vendor/html-manager/"
 find "$hm" -maxdepth 1 -type f \
     \( -name '*.woff' -o -name '*.woff2' -o -name '*.ttf' -o -name '*.eot' \
        -o -name '*.svg' \) -exec cp {} "$vendor/html-manager/" \;
+
+# Font Awesome 4 for the play/step buttons of matplotlib's JavaScript animations
+mkdir -p "$vendor/font-awesome"
+cp -r node_modules/font-awesome/css node_modules/font-awesome/fonts "$vendor/font-awesome/"
 
 # ---- the book --------------------------------------------------------------------
 start=$(date +%s)
