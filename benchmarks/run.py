@@ -278,7 +278,7 @@ CASES = [
          target=0.6),
     Case("maxpool_vgg", "max-pool 2x2 (32,64,32,32)", maxpool_case((32, 64, 32, 32)),
          target=0.6),
-    Case("lenet5_step", "LeNet-5 train step", train_case("lenet5"), target=1.2),
+    Case("lenet5_step", "LeNet-5 train step, 1 thr", train_case("lenet5"), target=1.2),
     Case("lenet5_step_2t", "LeNet-5 train step, 2 thr", train_case("lenet5"),
          target=1.6, threads=2),
     Case("resnet_step", "ResNet train step", train_case("resnet")),
@@ -512,7 +512,7 @@ def figure(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     rows = [r for r in rows if r.get("ratio_median") is not None]
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
-    names = [f"{r['label']} ({r['threads']} thr)" for r in rows][::-1]
+    names = [r["label"] for r in rows][::-1]
     ratios = [r["ratio_median"] for r in rows][::-1]
     colors = ["tab:green" if v <= 1 else "tab:orange" for v in ratios]
     ax.barh(names, ratios, color=colors)
