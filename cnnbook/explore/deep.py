@@ -1,0 +1,488 @@
+"""Companion to the chapter "Deep architectures".
+
+Notation: x (N, C, H, W); L the depth (number of 3×3 convolutions); k a kernel
+size, s a stride; r_l the receptive field and j_l the jump (distance in input
+pixels between neighbouring units) after layer l.
+
+- :func:`receptive_fields`, :func:`layer_geometry`, :func:`gradient_footprint`:
+  receptive fields computed from the layer geometry, and measured with the
+  package's backward pass.
+- :func:`deep_net`: a deep stack of 3×3 convolutions with switches for skip
+  connections, batch norm, activation and initialisation (the explorer's
+  network); :func:`conv_grad_norms` records each convolution's weight-gradient
+  norm through the package's hooks (:class:`cnnbook.nn.Recorder`);
+  :func:`gradient_grid` computes all switch combinations at once.
+- :func:`train_model`, :func:`degradation`, :func:`bn_convergence`,
+  :func:`regularization`: the chapter's training experiments, thin wrappers
+  over :func:`cnnbook.train.fit`; :func:`first_epoch_below` reads a history.
+- :func:`draw_grid`, :func:`explorer`: the gradient-norm explorer (ipywidgets)
+  and its static counterpart, a grid of small multiples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import product
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from cnnbook import backend as B
+from cnnbook import data as D
+from cnnbook import models, nn
+from cnnbook import train as T
+
+__all__ = [
+    "ACTIVATIONS",
+    "DEPTHS",
+    "INITS",
+    "Run",
+    "bn_convergence",
+    "conv_grad_norms",
+    "deep_net",
+    "degradation",
+    "draw_grid",
+    "draw_norms",
+    "explorer",
+    "first_epoch_below",
+    "gradient_footprint",
+    "gradient_grid",
+    "layer_geometry",
+    "receptive_fields",
+    "regularization",
+    "train_model",
+]
+
+#: activation name -> layer class, for :func:`deep_net`.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+}
+#: initialisations of :func:`deep_net`: Glorot & Bengio (2010), He et al. (2015).
+INITS = ("xavier", "he")
+#: depths offered by the explorer and drawn by :func:`draw_grid`.
+DEPTHS = (10, 20, 30)
+
+
+# ----------------------------------------------------------------------------
+# receptive fields
+# ----------------------------------------------------------------------------
+def receptive_fields(layers: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """layers: L pairs (k_l, s_l) -> L pairs (r_l, j_l), from the input side.
+
+    r_l = r_{l−1} + (k_l − 1)·j_{l−1} and j_l = j_{l−1}·s_l, with r_0 = j_0 = 1:
+    each new layer widens the window by k − 1 steps of the current jump.
+
+    >>> receptive_fields([(3, 1), (3, 1)])      # two 3×3 see a 5×5 window
+    [(3, 1), (5, 1)]
+    >>> receptive_fields([(3, 1), (3, 1), (2, 2), (3, 1)])  # pooling doubles j
+    [(3, 1), (5, 1), (6, 2), (10, 2)]
+    """
+    r, j, out = 1, 1, []
+    for k, s in layers:
+        if k < 1 or s < 1:
+            raise ValueError(f"receptive_fields: need k, s >= 1, got ({k}, {s})")
+        r, j = r + (k - 1) * j, j * s
+        out.append((r, j))
+    return out
+
+
+def layer_geometry(model: nn.Module) -> list[tuple[str, int, int]]:
+    """model -> (name, k, s) for each Conv2d / pooling leaf, in forward order.
+
+    Square kernels and strides are read from the layers (a pooling layer's
+    stride defaults to its kernel size, as in the package).
+
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2))
+    >>> layer_geometry(net)
+    [('0', 3, 1), ('1', 2, 2)]
+    """
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            k, s = m.kernel_size[0], m.stride
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            k, s = m.kernel_size, m.stride
+        else:
+            continue
+        k = k[0] if isinstance(k, tuple) else k
+        s = s[0] if isinstance(s, tuple) else s
+        out.append((name, int(k), int(k if s is None else s)))
+    return out
+
+
+def gradient_footprint(model: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+    """input_shape (1, C, H, W) -> bool (H, W): the input pixels on which the
+    centre output unit (channel 0) depends, found by backpropagation.
+
+    One forward pass on ones, then backward with dy = 1 at the centre of
+    channel 0 only: dx is non-zero exactly where the unit looks (for linear
+    layers with random weights; cancellations have probability 0).
+
+    >>> net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, rng=0),
+    ...                     nn.Conv2d(1, 1, 3, padding=1, rng=1)).to(dtype=np.float64)
+    >>> gradient_footprint(net, (1, 1, 9, 9)).sum()    # a 5×5 window
+    np.int64(25)
+    """
+    like = model.parameters()[0].data  # place the probes where the weights live
+    xp, device = B.namespace("gradient_footprint", weight=like), B.device_of(like)
+    y = model(B.asarray(np.ones(input_shape), xp, device, dtype=like.dtype))
+    dy = np.zeros(tuple(y.shape))
+    dy[0, 0, y.shape[2] // 2, y.shape[3] // 2] = 1.0
+    dx = B.to_numpy(model.backward(B.asarray(dy, xp, device, dtype=like.dtype)))
+    model.zero_grad()
+    return np.abs(dx[0]).sum(axis=0) > 0
+
+
+# ----------------------------------------------------------------------------
+# a deep stack of 3×3 convolutions and its gradient norms
+# ----------------------------------------------------------------------------
+def deep_net(
+    depth: int,
+    width: int = 16,
+    activation: str = "relu",
+    init: str = "he",
+    batch_norm: bool = False,
+    skip: bool = False,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    scale: float = 1.0,
+    seed: int = 0,
+) -> nn.Sequential:
+    """x (N, in_channels, H, W) -> logits (N, num_classes).
+
+    ``depth`` layers conv 3×3 (pad 1) [– batch norm] – activation, then global
+    average pooling and a linear classifier. With ``skip`` every layer after
+    the first (which changes the channel count) is a residual block
+    x ↦ x + f(x), f = activation ∘ [BN] ∘ conv. Convolution weights are drawn
+    by ``init`` ("xavier" or "he") and multiplied by ``scale``.
+
+    >>> net = deep_net(4, width=8, skip=True)
+    >>> net(np.zeros((2, 1, 8, 8), dtype=np.float32)).shape
+    (2, 10)
+    >>> sum(isinstance(m, nn.Residual) for _, m in net.named_modules())
+    3
+    """
+    if depth < 1:
+        raise ValueError(f"deep_net: depth must be >= 1, got {depth}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"deep_net: unknown activation {activation!r}; "
+            f"choose one of {list(ACTIVATIONS)}"
+        )
+    if init not in INITS:
+        raise ValueError(f"deep_net: unknown init {init!r}; choose one of {INITS}")
+    rng = nn.init.generator(seed)
+    layers: list[nn.Module] = []
+    c = in_channels
+    for i in range(depth):
+        conv = nn.Conv2d(
+            c, width, 3, padding=1, bias=not batch_norm, init=init, rng=rng
+        )
+        conv.weight.data = conv.weight.data * scale
+        f: list[nn.Module] = [conv]
+        if batch_norm:
+            f.append(nn.BatchNorm2d(width))
+        f.append(ACTIVATIONS[activation]())
+        body = nn.Sequential(*f)
+        layers.append(nn.Residual(body) if skip and i > 0 else body)
+        c = width
+    layers += [nn.GlobalAvgPool2d(), nn.Linear(width, num_classes, rng=rng)]
+    return nn.Sequential(*layers)
+
+
+def conv_grad_norms(model: nn.Module, X: Any, y: Any) -> np.ndarray:
+    """X (N, C, H, W), y (N,) -> (L,) float64: ‖∂loss/∂W_l‖ for each Conv2d.
+
+    One forward and one backward pass of the cross-entropy loss in training
+    mode; the norms come from :class:`cnnbook.nn.Recorder`'s backward hooks,
+    in the order the convolutions appear in the forward pass.
+
+    >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    >>> conv_grad_norms(deep_net(3), X, np.arange(8)).shape
+    (3,)
+    """
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    model.zero_grad()
+    with nn.Recorder(model, activations=False) as rec:
+        criterion(model(X), y)
+        model.backward(criterion.backward())
+    model.zero_grad()
+    return np.array([rec.param_grad_norms[f"{n}.weight"] for n in convs])
+
+
+def gradient_grid(
+    X: Any,
+    y: Any,
+    depths: Sequence[int] = DEPTHS,
+    activations: Sequence[str] = ("relu", "sigmoid"),
+    init: str = "he",
+    width: int = 16,
+    seed: int = 0,
+) -> dict[tuple[str, bool, bool, int], np.ndarray]:
+    """X (N, C, H, W), y (N,) -> {(activation, batch_norm, skip, depth):
+    (depth,) weight-gradient norms} for every combination, one pass each.
+
+    >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    >>> g = gradient_grid(X, np.arange(8), depths=(2,), activations=("relu",))
+    >>> len(g), g["relu", True, True, 2].shape
+    (4, (2,))
+    """
+    out = {}
+    for act, bn, skip, depth in product(
+        activations, (False, True), (False, True), depths
+    ):
+        net = deep_net(depth, width, act, init, bn, skip, X.shape[1], seed=seed)
+        out[act, bn, skip, depth] = conv_grad_norms(net, X, y)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# training experiments
+# ----------------------------------------------------------------------------
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+class Run(NamedTuple):
+    """One trained network: its history and final metrics in evaluation mode
+    (``{"loss", "accuracy"}``) on the training and the test set."""
+
+    history: T.History
+    train: dict[str, float]
+    test: dict[str, float]
+
+
+def train_model(
+    model: nn.Module,
+    train: Arrays,
+    test: Arrays | None = None,
+    epochs: int = 5,
+    lr: float = 0.05,
+    optimizer: str = "sgd",
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    augment: Callable | None = None,
+    seed: int = 0,
+) -> T.History:
+    """train = (X (N, C, H, W), y (N,)) -> the :class:`~cnnbook.train.History`.
+
+    Seeded shuffling (and ``augment``), the optimizer from
+    :func:`cnnbook.train.make_optimizer` (``"sgd"``: momentum 0.9, Nesterov),
+    constant learning rate, no progress bar; ``test`` is evaluated after every
+    epoch.
+    """
+    loader = D.DataLoader(
+        train[0], train[1], batch_size, shuffle=True, seed=seed, augment=augment
+    )
+    opt = T.make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    val = D.DataLoader(test[0], test[1], batch_size=500) if test else None
+    return T.fit(model, loader, nn.CrossEntropyLoss(), opt, epochs, val, progress=False)
+
+
+def degradation(
+    train: Arrays,
+    test: Arrays,
+    blocks: Sequence[int] = (1, 3),
+    widths: Sequence[int] = (8, 16, 32),
+    epochs: int = 4,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> dict[tuple[str, int], Run]:
+    """train, test (X, y) -> {("plain" | "residual", depth): Run}.
+
+    The package's :func:`~cnnbook.models.resnet` and its plain twin with ``n``
+    blocks per stage (depth 2·n·stages + 2, i.e. 6n + 2 for three stages) for
+    each ``n`` in ``blocks``; the same seed, data order and optimizer for every
+    network. Final metrics are measured in evaluation mode.
+    """
+    out = {}
+    for n in blocks:
+        for kind in ("plain", "residual"):
+            net = models.resnet(
+                (n,) * len(widths),
+                widths,
+                in_channels=train[0].shape[1],
+                skip=kind == "residual",
+                seed=seed,
+            )
+            history = train_model(net, train, epochs=epochs, lr=lr, seed=seed)
+            out[kind, 2 * n * len(widths) + 2] = Run(
+                history, T.evaluate(net, train), T.evaluate(net, test)
+            )
+    return out
+
+
+def bn_convergence(
+    train: Arrays,
+    test: Arrays,
+    epochs: int = 4,
+    lr: float = 0.05,
+    widths: Sequence[int] = (16, 32),
+    convs_per_block: int = 3,
+    seed: int = 0,
+) -> dict[bool, T.History]:
+    """train, test (X, y) -> {batch_norm: History} for the package's
+    :func:`~cnnbook.models.vgg` without and with batch norm, trained alike."""
+    out = {}
+    for bn in (False, True):
+        net = models.vgg(
+            widths,
+            convs_per_block,
+            hidden=64,
+            in_channels=train[0].shape[1],
+            input_size=train[0].shape[2],
+            batch_norm=bn,
+            seed=seed,
+        )
+        out[bn] = train_model(net, train, test, epochs=epochs, lr=lr, seed=seed)
+    return out
+
+
+def regularization(
+    train: Arrays,
+    test: Arrays,
+    settings: dict[str, dict[str, Any]],
+    epochs: int = 30,
+    lr: float = 0.05,
+    batch_size: int = 32,
+    widths: Sequence[int] = (16, 32),
+    seed: int = 0,
+) -> dict[str, Run]:
+    """train, test (X, y); settings {name: {"dropout": p, "weight_decay": λ,
+    "shift": pixels}} -> {name: Run}.
+
+    Each setting trains the same :func:`~cnnbook.models.vgg` (one conv per
+    block, same seed, same data order) with dropout before the classifier,
+    SGD weight decay and/or random shifts of up to ``shift`` pixels
+    (:class:`cnnbook.data.RandomShift`). The final metrics are measured in
+    evaluation mode (dropout off) on the unaugmented data.
+    """
+    out = {}
+    for name, s in settings.items():
+        unknown = set(s) - {"dropout", "weight_decay", "shift"}
+        if unknown:
+            raise ValueError(f"regularization: unknown settings {sorted(unknown)}")
+        net = models.vgg(
+            widths,
+            1,
+            hidden=64,
+            in_channels=train[0].shape[1],
+            input_size=train[0].shape[2],
+            dropout=s.get("dropout", 0.0),
+            seed=seed,
+        )
+        shift = s.get("shift", 0)
+        history = train_model(
+            net,
+            train,
+            test,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=s.get("weight_decay", 0.0),
+            batch_size=batch_size,
+            augment=D.RandomShift(shift) if shift else None,
+            seed=seed,
+        )
+        out[name] = Run(history, T.evaluate(net, train), T.evaluate(net, test))
+    return out
+
+
+def first_epoch_below(values: Sequence[float], threshold: float) -> int | None:
+    """values (E,) per epoch -> the first epoch (from 1) with value < threshold,
+    or None if none is.
+
+    >>> first_epoch_below([0.9, 0.4, 0.2], 0.5), first_epoch_below([1.0], 0.5)
+    (2, None)
+    """
+    for i, v in enumerate(values, start=1):
+        if v < threshold:
+            return i
+    return None
+
+
+# ----------------------------------------------------------------------------
+# drawing and the explorer
+# ----------------------------------------------------------------------------
+def draw_norms(ax: Any, norms: np.ndarray, **style: Any) -> Any:
+    """Plot (L,) gradient norms against layer 1..L on a log scale."""
+    return ax.semilogy(np.arange(1, len(norms) + 1), norms, **style)
+
+
+def draw_grid(
+    grid: dict[tuple[str, bool, bool, int], np.ndarray], dpi: int = 60
+) -> Any:
+    """The static counterpart of :func:`explorer`: one panel per (activation,
+    batch norm), a curve for every depth with (blue) and without (red) skip
+    connections. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    acts = sorted({k[0] for k in grid}, key=list(ACTIVATIONS).index)
+    depths = sorted({k[3] for k in grid})
+    cols = [(a, bn) for a in acts for bn in (False, True)]
+    fig, axes = plt.subplots(
+        1, len(cols), figsize=(2.7 * len(cols), 2.6), sharey=True, dpi=dpi
+    )
+    axes = np.atleast_1d(axes)
+    styles = [":", "--", "-", "-."]
+    for ax, (act, bn) in zip(axes, cols, strict=True):
+        for i, d in enumerate(depths):
+            for skip, color in ((False, "C3"), (True, "C0")):
+                draw_norms(
+                    ax,
+                    grid[act, bn, skip, d],
+                    color=color,
+                    ls=styles[i % len(styles)],
+                    label=f"{'skip' if skip else 'plain'}, L={d}",
+                )
+        ax.set_title(f"{act}{' + batch norm' if bn else ''}", fontsize=9)
+        ax.set_xlabel("layer")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("weight-gradient norm")
+    axes[-1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def explorer(
+    X: Any,
+    y: Any,
+    depths: Sequence[int] = DEPTHS,
+    activations: Sequence[str] = ("relu", "sigmoid"),
+    init: str = "he",
+    width: int = 16,
+) -> Any:
+    """Toggles for depth, skip connections, batch norm and activation; the
+    plot shows the per-layer weight-gradient norms of :func:`deep_net`
+    (recomputed on every change, so it needs a running kernel). The same
+    choices as :func:`gradient_grid`, whose :func:`draw_grid` is the static
+    counterpart."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    controls = dict(
+        depth=w.ToggleButtons(
+            options=list(depths), value=depths[-1], description="depth"
+        ),
+        skip=w.Checkbox(value=False, description="skip connections"),
+        batch_norm=w.Checkbox(value=False, description="batch norm"),
+        activation=w.ToggleButtons(options=list(activations), description="activation"),
+    )
+
+    def show(depth, skip, batch_norm, activation):
+        net = deep_net(depth, width, activation, init, batch_norm, skip, X.shape[1])
+        norms = conv_grad_norms(net, X, y)
+        ax = plt.subplots(figsize=(6, 3))[1]
+        draw_norms(ax, norms, marker="o", ms=3)
+        ax.set(
+            xlabel="layer",
+            ylabel="weight-gradient norm",
+            title=f"layer 1 / layer {depth}: {norms[0] / norms[-1]:.3g}",
+        )
+        ax.grid(alpha=0.3)
+        plt.show()
+
+    out = w.interactive_output(show, controls)
+    return w.VBox([*controls.values(), out])
