@@ -317,9 +317,9 @@ def draw_state(axes: Sequence[Any], stats: DeepStats, layers: Sequence[int]) -> 
         title=f"{stats.init} init, scale {stats.scale:g}",
         xlabel="layer",
         ylabel="std",
-        ylim=(1e-8, 1e4),
+        ylim=(1e-20, 1e4),
     )
-    ax_std.legend(loc="lower left")
+    ax_std.legend(loc="lower right")
     for layer in layers:
         v = stats.samples[layer - 1]
         hi = max(float(np.abs(v).max()), 1e-12)
