@@ -1,0 +1,361 @@
+"""Companion to the chapter *CPU and GPU*: where arrays live, what a training
+step costs in memory and arithmetic, timing with synchronisation, and the
+performance suite's results.
+
+Notation: x (N, C, H, W) inputs; w (F, C, KH, KW) kernels; a convolution as
+one matrix product (im2col) is the GEMM W (M × K) @ cols (K × P) with
+M = F, K = C·KH·KW and P = N·OH·OW.
+
+- :func:`where` says which namespace and device an array belongs to.
+- :func:`failure` runs a call that must fail and returns its error message.
+- :func:`synchronize` and :func:`timed` time device code honestly.
+- :func:`memory_budget` adds up a model's bytes: parameters, gradients,
+  optimizer state, activations of one batch.
+- :class:`Gemm`, :func:`conv_gemm` and :func:`attainable` give the FLOP
+  count, arithmetic intensity and roofline bound of a convolution.
+- :func:`find_benchmarks`, :func:`load_benchmarks`, :func:`benchmark_rows`,
+  :func:`check_benchmarks`, :func:`machine_summary`, :func:`benchmark_markdown`
+  and :func:`plot_benchmarks` read and show ``benchmarks/results/*.json``.
+
+Nothing here branches on the array library: the namespace and device come
+from :mod:`cnnbook.backend`, and synchronising asks the device object itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from cnnbook import backend as B
+from cnnbook.functional import conv_output_size
+
+__all__ = [
+    "Gemm",
+    "attainable",
+    "benchmark_markdown",
+    "benchmark_rows",
+    "check_benchmarks",
+    "conv_gemm",
+    "failure",
+    "find_benchmarks",
+    "load_benchmarks",
+    "machine_summary",
+    "memory_budget",
+    "plot_benchmarks",
+    "synchronize",
+    "timed",
+    "where",
+]
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+# ----------------------------------------------------------------------------
+# where arrays live
+# ----------------------------------------------------------------------------
+def where(a: Any) -> str:
+    """Any array -> "namespace on device, dtype, shape" (for printing).
+
+    >>> import numpy as np
+    >>> where(np.zeros((2, 3), dtype=np.float32))
+    'array_api_compat.numpy on cpu, float32, (2, 3)'
+    """
+    xp = B.namespace("where", a=a)
+    dtype = B.numpy_dtype(a.dtype).name
+    return f"{xp.__name__} on {B.device_of(a)}, {dtype}, {tuple(a.shape)}"
+
+
+def failure(fn: Callable, *args: Any, **kwargs: Any) -> str:
+    """Call ``fn(*args, **kwargs)``, which must raise; return "Type: message".
+
+    >>> failure(int, "seven")
+    "ValueError: invalid literal for int() with base 10: 'seven'"
+    """
+    try:
+        fn(*args, **kwargs)
+    except Exception as err:  # the point: show whichever error it is
+        return f"{type(err).__name__}: {err}"
+    raise AssertionError(f"{getattr(fn, '__name__', fn)} did not fail")
+
+
+def synchronize(a: Any) -> None:
+    """Wait until the device holding ``a`` has finished all queued work.
+
+    A GPU library returns from a call as soon as the kernel is *queued*;
+    a CuPy device object has ``synchronize()``. CPU arrays are computed when
+    the call returns, so their devices have none and this does nothing.
+    """
+    sync = getattr(B.device_of(a), "synchronize", None)
+    if callable(sync):
+        sync()
+
+
+def timed(fn: Callable[[], Any], like: Any, repeat: int = 5, warmup: int = 1):
+    """Seconds of ``repeat`` calls of ``fn()`` (a list), each bracketed by
+    :func:`synchronize` on the device of array ``like``, after ``warmup``
+    untimed calls (the first call pays for allocation and compilation)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        synchronize(like)
+        start = time.perf_counter()
+        fn()
+        synchronize(like)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _nbytes(a: Any) -> int:
+    return math.prod(a.shape) * B.numpy_dtype(a.dtype).itemsize
+
+
+def memory_budget(model: Any, x: Any, optimizer_slots: int = 0) -> dict[str, int]:
+    """Bytes a training step holds: model on x (N, ...) -> dict with
+    "parameters", "gradients" (same shapes), "optimizer" (``optimizer_slots``
+    arrays per parameter: 0 for SGD, 1 for momentum, 2 for Adam) and
+    "activations" (every leaf layer's output for this batch, which backward
+    needs in some form). The forward pass runs once, on x's device."""
+    params = sum(_nbytes(p.data) for p in model.parameters())
+    acts = [0]
+
+    def hook(m: Any, inp: Any, out: Any) -> None:
+        acts[0] += _nbytes(out)
+
+    handles = [
+        m.register_forward_hook(hook)
+        for _, m in model.named_modules()
+        if not m._modules
+    ]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {
+        "parameters": params,
+        "gradients": params,
+        "optimizer": optimizer_slots * params,
+        "activations": acts[0],
+    }
+
+
+# ----------------------------------------------------------------------------
+# arithmetic: a convolution as one GEMM, and the roofline
+# ----------------------------------------------------------------------------
+class Gemm(NamedTuple):
+    """The matrix product (M × K) @ (K × P)."""
+
+    M: int
+    K: int
+    P: int
+
+    @property
+    def flops(self) -> int:
+        """2·M·K·P: one multiply and one add per term."""
+        return 2 * self.M * self.K * self.P
+
+    def bytes(self, itemsize: int = 4) -> int:
+        """Bytes read and written at least once: both factors and the result."""
+        return itemsize * (self.M * self.K + self.K * self.P + self.M * self.P)
+
+    def intensity(self, itemsize: int = 4) -> float:
+        """Arithmetic intensity: FLOPs per byte of memory traffic."""
+        return self.flops / self.bytes(itemsize)
+
+
+def conv_gemm(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+) -> Gemm:
+    """x (N, C, H, W), w (F, C, KH, KW) -> the forward GEMM of im2col:
+    M = F, K = C·KH·KW, P = N·OH·OW. The backward pass runs two GEMMs of the
+    same size (dW = dY·colsᵀ, dcols = Wᵀ·dY), so a training step of the layer
+    costs about 3 × ``flops``.
+
+    >>> conv_gemm((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
+    Gemm(M=6, K=25, P=50176)
+    """
+    N, C, H, W = x_shape
+    F, Cw, KH, KW = w_shape
+    if C != Cw:
+        raise ValueError(f"conv_gemm: x has {C} channels but w expects {Cw}")
+    OH = conv_output_size(H, KH, stride, padding, dilation)
+    OW = conv_output_size(W, KW, stride, padding, dilation)
+    return Gemm(F, C * KH * KW, N * OH * OW)
+
+
+def attainable(intensity: float, peak_flops: float, bandwidth: float) -> float:
+    """The roofline: FLOP/s a kernel of this intensity (FLOP/byte) can reach
+    on a machine with ``peak_flops`` (FLOP/s) and ``bandwidth`` (byte/s).
+
+    >>> attainable(2.0, 100.0, 10.0), attainable(50.0, 100.0, 10.0)
+    (20.0, 100.0)
+    """
+    return min(peak_flops, intensity * bandwidth)
+
+
+# ----------------------------------------------------------------------------
+# the performance suite's results (benchmarks/run.py)
+# ----------------------------------------------------------------------------
+def find_benchmarks(folder: Path | str | None = None) -> list[Path]:
+    """The result files ``*.json`` in ``folder`` (default
+    ``benchmarks/results``), ``latest.json`` first, then by name."""
+    folder = Path(folder) if folder is not None else RESULTS
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return sorted(paths, key=lambda p: (p.name != "latest.json", p.name))
+
+
+def load_benchmarks(path: Path | str) -> dict[str, Any]:
+    """One result file as written by ``benchmarks/run.py`` (schema 1)."""
+    result = json.loads(Path(path).read_text(encoding="utf-8"))
+    if result.get("schema") != 1 or "cases" not in result:
+        raise ValueError(f"{path}: not a benchmarks/run.py result (schema 1)")
+    return result
+
+
+_SHAPES = re.compile(r"x\(([\d, ]+)\) w\(([\d, ]+)\) s(\d+) p(\d+)")
+
+
+def _conv_shapes(text: str) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+    m = _SHAPES.match(text or "")
+    if m is None:
+        raise ValueError(f"not a convolution case: {text!r}")
+    x, w = (tuple(int(v) for v in g.split(",")) for g in m.group(1, 2))
+    return x, w, int(m.group(3)), int(m.group(4))
+
+
+def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cases that ran against PyTorch, one flat dict each: label, threads,
+    dtype, cnnbook_ms, torch_ms (medians), ratio, target, met, and for
+    convolution forward + backward cases the nominal GFLOP/s of each library
+    (3 GEMMs of :func:`conv_gemm`'s size per step)."""
+    rows = []
+    for case in result["cases"]:
+        if case.get("status") != "ok" or case.get("ratio_median") is None:
+            continue
+        row = {
+            "name": case["name"],
+            "label": case["label"],
+            "threads": case["threads"],
+            "dtype": case["dtype"],
+            "cnnbook_ms": case["cnnbook"]["median_ms"],
+            "torch_ms": case["torch"]["median_ms"],
+            "ratio": case["ratio_median"],
+            "target": case.get("target"),
+            "met": case.get("met"),
+        }
+        shapes = case.get("shapes", "")
+        if case["name"].startswith("conv") and "forward only" not in shapes:
+            x, w, s, p = _conv_shapes(shapes)
+            flops = 3 * conv_gemm(x, w, s, p).flops
+            row["gflops_cnnbook"] = flops / (row["cnnbook_ms"] * 1e6)
+            row["gflops_torch"] = flops / (row["torch_ms"] * 1e6)
+        rows.append(row)
+    return rows
+
+
+def check_benchmarks(result: dict[str, Any], rel: float = 1e-9) -> int:
+    """Check a result file's internal consistency; return how many facts held.
+
+    Every ratio is cnnbook's median over PyTorch's, "met" says ratio ≤ target,
+    the memory line agrees with its target, and the machine names its CPU and
+    BLAS. Raises ``ValueError`` naming the first fact that fails.
+    """
+    checked = 0
+
+    def check(ok: bool, what: str) -> None:
+        nonlocal checked
+        if not ok:
+            raise ValueError(f"check_benchmarks: {what}")
+        checked += 1
+
+    m = result.get("machine", {})
+    check(bool(m.get("cpu")), "no CPU description")
+    check(bool(m.get("blas")), "no BLAS description (threadpool_info)")
+    rows = benchmark_rows(result)
+    check(len(rows) > 0, "no case ran against PyTorch")
+    for r in rows:
+        want = r["cnnbook_ms"] / r["torch_ms"]
+        check(
+            math.isclose(r["ratio"], want, rel_tol=rel),
+            f"{r['name']}: ratio {r['ratio']} != {want}",
+        )
+        if r["target"] is not None:
+            check(r["met"] == (r["ratio"] <= r["target"]), f"{r['name']}: met")
+        if "gflops_torch" in r:
+            check(
+                math.isclose(r["gflops_torch"] / r["gflops_cnnbook"], r["ratio"]),
+                f"{r['name']}: GFLOP/s do not match the ratio",
+            )
+    mem = result.get("memory")
+    if mem:
+        check(mem["met"] == (mem["peak_mib"] <= mem["target_mib"]), "memory met")
+    return checked
+
+
+def machine_summary(result: dict[str, Any]) -> str:
+    """One line: CPU, logical CPUs, NumPy + BLAS (core type), PyTorch,
+    threads, clock and date of the run."""
+    m, s = result["machine"], result.get("settings", {})
+    blas = ", ".join(
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')})"
+        for b in m.get("blas", [])
+    )
+    return (
+        f"{m.get('cpu')}, {m.get('logical_cpus')} logical CPUs; NumPy "
+        f"{m.get('numpy')} with {blas}; PyTorch {m.get('torch')}; "
+        f"{s.get('threads')} thread(s), {s.get('clock', 'wall')} clock; "
+        f"run {str(result.get('created', ''))[:10]}"
+    )
+
+
+def benchmark_markdown(result: dict[str, Any]) -> str:
+    """The table of :func:`benchmark_rows` as Markdown (medians in ms)."""
+    lines = [
+        "| case | threads | cnnbook ms | PyTorch ms | ratio | target | met |",
+        "|:--|--:|--:|--:|--:|--:|:--|",
+    ]
+    for r in benchmark_rows(result):
+        target = "" if r["target"] is None else f"{r['target']:.1f}"
+        met = {True: "yes", False: "no"}.get(r["met"], "")
+        lines.append(
+            f"| {r['label']} | {r['threads']} | {r['cnnbook_ms']:.2f} | "
+            f"{r['torch_ms']:.2f} | {r['ratio']:.2f} | {target} | {met} |"
+        )
+    mem = result.get("memory")
+    if mem:
+        lines.append(
+            f"\nPeak memory of the VGG convolution, forward + backward: "
+            f"{mem['peak_mib']:.0f} MiB (target ≤ {mem['target_mib']:.0f} MiB)."
+        )
+    return "\n".join(lines)
+
+
+def plot_benchmarks(result: dict[str, Any], ax: Any = None) -> Any:
+    """Horizontal bars of the ratios cnnbook / PyTorch (log scale; green
+    where cnnbook is faster), a tick at each target. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    rows = benchmark_rows(result)[::-1]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    names = [f"{r['label']} ({r['threads']} thr)" for r in rows]
+    ratios = [r["ratio"] for r in rows]
+    colors = ["tab:green" if v <= 1 else "tab:orange" for v in ratios]
+    ax.barh(names, ratios, color=colors)
+    for i, r in enumerate(rows):
+        if r["target"] is not None:
+            ax.plot(r["target"], i, "k|", markersize=14)
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("time cnnbook / time PyTorch (median; | target; < 1 faster)")
+    return ax

@@ -1,0 +1,188 @@
+"""The CPU and GPU chapter's companion: placement, failures, memory, GEMM
+arithmetic, and reading the performance suite's result files."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+
+from cnnbook import functional as F
+from cnnbook import models
+from cnnbook.explore import devices as D
+
+matplotlib.use("Agg")
+
+
+def test_where_names_namespace_device_dtype_shape(backend):
+    a = backend.asarray(np.zeros((2, 3)), dtype=np.float32)
+    text = D.where(a)
+    assert text.endswith("float32, (2, 3)")
+    assert backend.xp.__name__ in text
+    assert str(backend.device if backend.device is not None else "") in text
+
+
+def test_failure_returns_message_and_insists_on_failing(backend):
+    x = backend.asarray(np.ones((1, 1, 4, 4)), dtype=np.float32)
+    w = np.ones((1, 1, 3, 3), dtype=np.float32)
+    if backend.name == "numpy":
+        with pytest.raises(AssertionError, match="did not fail"):
+            D.failure(F.conv2d_forward, x, w)
+        return
+    msg = D.failure(F.conv2d_forward, x, w)
+    assert msg.startswith("TypeError: conv2d_forward: x is a")
+    assert "w is a NumPy array" in msg
+
+
+def test_timed_synchronizes_and_counts(backend):
+    calls = []
+    x = backend.asarray(np.ones(3))
+    times = D.timed(lambda: calls.append(x * 2), like=x, repeat=3, warmup=2)
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert len(calls) == 5
+    D.synchronize(x)  # a no-op on CPU devices, a wait on CUDA
+
+
+def test_synchronize_calls_the_device_method(monkeypatch):
+    seen = []
+
+    class Device:
+        def synchronize(self):
+            seen.append(True)
+
+    monkeypatch.setattr(D.B, "device_of", lambda a: Device())
+    D.synchronize(np.zeros(1))
+    assert seen == [True]
+
+
+def test_memory_budget_lenet(backend):
+    model = models.lenet5(seed=0).to(backend.name)
+    x = backend.asarray(np.zeros((8, 1, 28, 28)), dtype=np.float32)
+    got = D.memory_budget(model, x, optimizer_slots=2)
+    assert got["parameters"] == 4 * model.num_parameters() == got["gradients"]
+    assert got["optimizer"] == 2 * got["parameters"]
+    # leaf outputs: conv 6·28², relu, pool 6·14², conv 16·10², relu, pool 16·5²,
+    # flatten 400, 120, 120, 84, 84, 10 floats per image
+    per_image = 2 * 6 * 28 * 28 + 6 * 14 * 14 + 2 * 16 * 10 * 10 + 16 * 25
+    per_image += 400 + 2 * 120 + 2 * 84 + 10
+    assert got["activations"] == 4 * 8 * per_image
+    assert not any(m._forward_hooks for _, m in model.named_modules())
+
+
+@pytest.mark.parametrize(
+    "xs, ws, s, p",
+    [((2, 3, 9, 9), (4, 3, 3, 3), 1, 1), ((2, 2, 8, 8), (5, 2, 3, 3), 2, 1)],
+)
+def test_conv_gemm_matches_im2col(backend, rng, xs, ws, s, p):
+    x = backend.asarray(rng.normal(size=xs), dtype=np.float32)
+    w = backend.asarray(rng.normal(size=ws), dtype=np.float32)
+    _, cache = F.conv2d_forward(x, w, None, s, p)
+    g = D.conv_gemm(xs, ws, s, p)
+    assert (g.K, g.P) == tuple(cache.cols.shape) and g.M == ws[0]
+    G = cache.geometry
+    assert g.flops == 2 * G.N * G.F * G.OH * G.OW * G.C * G.KH * G.KW
+    assert g.bytes(4) == 4 * (g.M * g.K + g.K * g.P + g.M * g.P)
+    assert g.intensity(8) == pytest.approx(g.intensity(4) / 2)
+
+
+def test_conv_gemm_rejects_channel_mismatch():
+    with pytest.raises(ValueError, match="3 channels but w expects 2"):
+        D.conv_gemm((1, 3, 5, 5), (1, 2, 3, 3))
+
+
+def test_attainable_is_the_roofline():
+    assert D.attainable(1.0, 100.0, 10.0) == 10.0
+    assert D.attainable(10.0, 100.0, 10.0) == 100.0
+    assert D.attainable(1000.0, 100.0, 10.0) == 100.0
+
+
+def _result():
+    conv = {"cnnbook": {"median_ms": 3.0}, "torch": {"median_ms": 2.0}}
+    return {
+        "schema": 1,
+        "created": "2026-01-02T03:04:05",
+        "settings": {"threads": 1, "clock": "cpu"},
+        "machine": {
+            "cpu": "Test CPU",
+            "logical_cpus": 2,
+            "numpy": "2.0",
+            "torch": "2.1",
+            "blas": [
+                {"internal_api": "openblas", "version": "0.3", "architecture": "X"}
+            ],
+        },
+        "cases": [
+            dict(conv, name="conv_a", label="conv A", threads=1, dtype="float32",
+                 status="ok", ratio_median=1.5, target=2.0, met=True,
+                 shapes="x(2, 3, 8, 8) w(4, 3, 3, 3) s1 p1"),
+            {"name": "pool", "label": "pool", "threads": 1, "dtype": "float32",
+             "status": "ok", "ratio_median": 0.5, "target": None,
+             "cnnbook": {"median_ms": 1.0}, "torch": {"median_ms": 2.0},
+             "shapes": "x(2, 3, 8, 8) k2 s2"},
+            {"name": "resnet_step", "label": "skipped", "status": "skipped"},
+        ],
+        "memory": {"peak_mib": 100.0, "target_mib": 200.0, "met": True},
+    }  # fmt: skip
+
+
+def test_benchmark_rows_and_gflops():
+    rows = D.benchmark_rows(_result())
+    assert [r["name"] for r in rows] == ["conv_a", "pool"]
+    flops = 3 * D.conv_gemm((2, 3, 8, 8), (4, 3, 3, 3), 1, 1).flops
+    assert rows[0]["gflops_cnnbook"] == pytest.approx(flops / 3e6)
+    assert "gflops_cnnbook" not in rows[1]
+
+
+def test_check_benchmarks_passes_and_catches_each_inconsistency():
+    assert D.check_benchmarks(_result()) == 8
+    bad = copy.deepcopy(_result())
+    bad["cases"][0]["ratio_median"] = 1.4
+    with pytest.raises(ValueError, match="conv_a: ratio"):
+        D.check_benchmarks(bad)
+    bad = copy.deepcopy(_result())
+    bad["cases"][0]["met"] = False
+    with pytest.raises(ValueError, match="conv_a: met"):
+        D.check_benchmarks(bad)
+    bad = copy.deepcopy(_result())
+    bad["memory"]["met"] = False
+    with pytest.raises(ValueError, match="memory met"):
+        D.check_benchmarks(bad)
+    bad = copy.deepcopy(_result())
+    bad["machine"]["blas"] = []
+    with pytest.raises(ValueError, match="BLAS"):
+        D.check_benchmarks(bad)
+
+
+def test_find_and_load(tmp_path):
+    assert D.find_benchmarks(tmp_path / "missing") == []
+    (tmp_path / "b.json").write_text(json.dumps(_result()))
+    (tmp_path / "latest.json").write_text(json.dumps(_result()))
+    (tmp_path / "a.json").write_text("{}")
+    found = D.find_benchmarks(tmp_path)
+    assert [p.name for p in found] == ["latest.json", "a.json", "b.json"]
+    assert D.load_benchmarks(found[0])["machine"]["cpu"] == "Test CPU"
+    with pytest.raises(ValueError, match=r"not a benchmarks/run\.py result"):
+        D.load_benchmarks(found[1])
+
+
+def test_summary_table_and_plot():
+    r = _result()
+    line = D.machine_summary(r)
+    assert "Test CPU" in line and "openblas 0.3 (X)" in line and "2026-01-02" in line
+    table = D.benchmark_markdown(r)
+    assert "| conv A | 1 | 3.00 | 2.00 | 1.50 | 2.0 | yes |" in table
+    assert "100 MiB" in table
+    ax = D.plot_benchmarks(r)
+    assert len(ax.patches) == 2 and ax.get_xscale() == "log"
+    matplotlib.pyplot.close("all")
+
+
+def test_committed_results_are_consistent():
+    paths = D.find_benchmarks()
+    if not paths:
+        pytest.skip("no benchmarks/results/*.json yet")
+    for path in paths:
+        assert D.check_benchmarks(D.load_benchmarks(path)) > 0
