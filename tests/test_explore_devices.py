@@ -186,3 +186,13 @@ def test_committed_results_are_consistent():
         pytest.skip("no benchmarks/results/*.json yet")
     for path in paths:
         assert D.check_benchmarks(D.load_benchmarks(path)) > 0
+
+
+def test_branching_sites(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("import numpy as np\nif isinstance(x, np.ndarray):\n")
+    (pkg / "b.py").write_text("xp = namespace(x=x)\n")
+    (pkg / "c.py").write_text("\n\nimport cupy\n")
+    assert D.branching_sites(pkg) == {"pkg/a.py": [2], "pkg/c.py": [3]}
+    assert "cnnbook/backend.py" in D.branching_sites()

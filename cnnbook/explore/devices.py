@@ -13,6 +13,7 @@ M = F, K = C·KH·KW and P = N·OH·OW.
   optimizer state, activations of one batch.
 - :class:`Gemm`, :func:`conv_gemm` and :func:`attainable` give the FLOP
   count, arithmetic intensity and roofline bound of a convolution.
+- :func:`branching_sites` finds code that asks which array library it has.
 - :func:`find_benchmarks`, :func:`load_benchmarks`, :func:`benchmark_rows`,
   :func:`check_benchmarks`, :func:`machine_summary`, :func:`benchmark_markdown`
   and :func:`plot_benchmarks` read and show ``benchmarks/results/*.json``.
@@ -39,6 +40,7 @@ __all__ = [
     "attainable",
     "benchmark_markdown",
     "benchmark_rows",
+    "branching_sites",
     "check_benchmarks",
     "conv_gemm",
     "failure",
@@ -52,7 +54,15 @@ __all__ = [
     "where",
 ]
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+PACKAGE = Path(__file__).resolve().parents[1]
+RESULTS = PACKAGE.parent / "benchmarks" / "results"
+
+#: Source patterns that branch on the array library or import one (written
+#: so that this module's own source does not match them).
+LIBRARY_BRANCH = re.compile(
+    r"import\s+cupy|is_cupy_arra[y]|array_api_stric[t]"
+    r"|isinstance\([^)]*np\.ndarray|is_numpy\("
+)
 
 
 # ----------------------------------------------------------------------------
@@ -109,6 +119,20 @@ def timed(fn: Callable[[], Any], like: Any, repeat: int = 5, warmup: int = 1):
         synchronize(like)
         times.append(time.perf_counter() - start)
     return times
+
+
+def branching_sites(package: Path | str | None = None) -> dict[str, list[int]]:
+    """Lines of the package's ``*.py`` files that match :data:`LIBRARY_BRANCH`:
+    {path relative to the package's parent: [line numbers]}, files in order.
+    The book's rule is that only ``cnnbook/backend.py`` appears."""
+    root = Path(package) if package is not None else PACKAGE
+    sites: dict[str, list[int]] = {}
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8").splitlines()
+        lines = [i for i, line in enumerate(text, 1) if LIBRARY_BRANCH.search(line)]
+        if lines:
+            sites[path.relative_to(root.parent).as_posix()] = lines
+    return sites
 
 
 def _nbytes(a: Any) -> int:
