@@ -224,6 +224,16 @@ def robustness(
 # ----------------------------------------------------------------------------
 # pictures for the reader (matplotlib and ipywidgets are imported lazily)
 # ----------------------------------------------------------------------------
+def _show_pooled(ax: Any, y: np.ndarray, shape: tuple[int, int], k: int, s: int):
+    """Draw pooled map y (OH, OW) over the input area its windows cover, so that
+    rows and columns no window reaches stay empty."""
+    (H, W), (OH, OW) = shape, y.shape
+    bottom, right = (OH - 1) * s + k - 0.5, (OW - 1) * s + k - 0.5
+    ax.imshow(y, cmap="gray", vmin=0, vmax=1, extent=(-0.5, right, bottom, -0.5))
+    ax.set_xlim(-0.5, W - 0.5)
+    ax.set_ylim(H - 0.5, -0.5)
+
+
 def plot_pooling(
     image: np.ndarray,
     kernel_size: int,
@@ -232,7 +242,8 @@ def plot_pooling(
     axes: Sequence[Any] | None = None,
 ) -> Any:
     """image (H, W) -> the figure: the input with the first windows outlined,
-    and its pooled map (OH, OW) drawn at the same scale, shapes in the titles."""
+    and its pooled map (OH, OW) drawn over the area its windows cover (the rest,
+    never pooled, in blue), shapes in the titles."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -262,9 +273,8 @@ def plot_pooling(
             )
         )
     axes[0].set_title(f"input {H}×{W}", fontsize=9)
-    axes[1].imshow(
-        y, cmap="gray", vmin=0, vmax=1, extent=(-0.5, W - 0.5, H - 0.5, -0.5)
-    )
+    _show_pooled(axes[1], y, (H, W), kernel_size, stride)
+    axes[1].set_facecolor("tab:blue")  # input area that no window covers
     axes[1].set_title(f"{kind} pool k={kernel_size} s={stride}: {OH}×{OW}", fontsize=9)
     return fig
 
@@ -290,7 +300,8 @@ def explorer(images: dict[str, np.ndarray]) -> Any:
 
 def states_grid(image: np.ndarray, states: Sequence[tuple[int, int, str]]) -> Any:
     """image (H, W), S states (kernel_size, stride, kind) -> a figure with one
-    pooled map per state, in a grid: the explorer's states, precomputed."""
+    pooled map per state, in a grid: the explorer's states, precomputed (input
+    area that no window covers in blue)."""
     import matplotlib.pyplot as plt
 
     cols = min(len(states), 4)
@@ -302,7 +313,8 @@ def states_grid(image: np.ndarray, states: Sequence[tuple[int, int, str]]) -> An
     x = np.asarray(image, dtype=np.float64)[None, None]
     for ax, (k, s, kind) in zip(axes.flat, states, strict=False):
         y = pool(x, kind, k, s)[0, 0]
-        ax.imshow(y, cmap="gray", vmin=0, vmax=1, extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+        _show_pooled(ax, y, (H, W), k, s)
+        ax.set_facecolor("tab:blue")
         ax.set_title(f"{kind} k={k} s={s}: {y.shape[0]}×{y.shape[1]}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
