@@ -60,6 +60,7 @@ def _from_environment() -> str:
 
 
 _current = _from_environment()
+_NUMPY_NAMESPACE = array_api_compat.array_namespace(np.empty(0))
 
 
 # ----------------------------------------------------------------------------
@@ -142,6 +143,8 @@ def namespace(op: str, **arrays: Any) -> Any:
     names both arguments.
     """
     given = {name: a for name, a in arrays.items() if a is not None}
+    if all(type(a) is np.ndarray for a in given.values()):
+        return _NUMPY_NAMESPACE  # the common case, without the generic lookup
     for name, a in given.items():
         if not array_api_compat.is_array_api_obj(a):
             raise TypeError(

@@ -177,6 +177,10 @@ def fit(
         total = epochs * len(train_data) if hasattr(train_data, "__len__") else None
         bar = tqdm(total=total, unit="batch", leave=True)
     last_good = _snapshot(model)
+    first = _first_layer(model)
+    skip_dx = isinstance(first, nn.Conv2d) and first.input_grad
+    if skip_dx:  # nobody needs the gradient of the data
+        first.input_grad = False
     try:
         for epoch in range(1, epochs + 1):
             model.train()
@@ -232,9 +236,19 @@ def fit(
             if any([cb(epoch, history) is True for cb in callbacks]):
                 break
     finally:
+        if skip_dx:
+            first.input_grad = True
         if bar is not None:
             bar.close()
     return history
+
+
+def _first_layer(model: nn.Module) -> nn.Module:
+    """The layer that receives the data: the first leaf of nested Sequentials."""
+    layer = model
+    while isinstance(layer, nn.Sequential) and len(layer) > 0:
+        layer = next(iter(layer))
+    return layer
 
 
 def evaluate(

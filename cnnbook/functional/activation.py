@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnbook.backend import mask_multiply
 from cnnbook.functional import _common as _checks
 
 __all__ = [
@@ -45,8 +46,8 @@ def relu_forward(x: Any) -> tuple[Any, Any]:
 def relu_backward(dy: Any, cache: Any) -> Any:
     """dy -> dx = dy · [x > 0] (the subgradient 0 is used at x = 0)."""
     x = cache
-    xp = _backward_inputs("relu_backward", dy, x)
-    return xp.where(x > 0, dy, 0.0)
+    _backward_inputs("relu_backward", dy, x)
+    return mask_multiply(dy, x > 0)
 
 
 def leaky_relu_forward(x: Any, negative_slope: float = 0.01) -> tuple[Any, Any]:

@@ -64,6 +64,9 @@ class Conv2d(Module):
     """x (N, C_in, H, W) -> (N, C_out, OH, OW), OH = (H + 2p − KH) // s + 1.
 
     weight (C_out, C_in, KH, KW), bias (C_out,), as PyTorch's ``nn.Conv2d``.
+    Set ``input_grad = False`` where nothing needs dx (the first layer while
+    training: :func:`cnnbook.train.fit` does this); backward then returns None
+    and skips the most expensive product of the backward pass.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Conv2d(Module):
         w, b = _weights((out_channels, in_channels, kh, kw), bias, init, rng)
         self.weight = _param(w, dtype)
         self.bias = _param(b, dtype) if bias else None
+        self.input_grad = True
         self._cache = None
 
     def forward(self, x):
@@ -97,7 +101,8 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy):
-        dx, dw, db = F.conv2d_backward(dy, self._cache)
+        cache = self._cache._replace(input_grad=self.input_grad)
+        dx, dw, db = F.conv2d_backward(dy, cache)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
