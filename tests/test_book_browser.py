@@ -14,6 +14,7 @@ page the test sees what the browser actually fetched. It asserts:
   ``<img>``, and the browser fetched each image successfully;
 - saved widgets render: each widget view stored in the notebook became a
   ``widget-subarea`` with rendered ipywidgets inside;
+- exercise solutions (``{admonition}`` with ``:class: dropdown``) start collapsed;
 - no missing local assets: every local ``src``/``href`` in the rendered DOM exists in
   ``_build/html``, no request the page made got a 404, and no script or stylesheet is
   loaded from another host.
@@ -283,6 +284,13 @@ def test_page_renders_in_chromium(site, docname):
         assert not re.search(r'<div class="widget-subarea"></div>', dom), (
             f"{docname}: an empty widget area (the widget manager did not render it)"
         )
+
+    # exercise solutions (dropdown admonitions) start collapsed (sphinx-togglebutton)
+    dropdowns = len(re.findall(r'class="dropdown admonition', static))
+    hidden = sum(
+        {"dropdown", "admonition", "toggle-hidden"} <= set(c) for c in scan.classes
+    )
+    assert hidden >= dropdowns, f"{docname}: {dropdowns - hidden} solutions not hidden"
 
     # local assets exist; nothing executable or styling comes from elsewhere
     host = urlsplit(site.base).netloc
