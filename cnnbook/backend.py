@@ -9,12 +9,14 @@ environment variable ``CNNBOOK_BACKEND``.
 
 Backends:
 
-``"numpy"``   NumPy on the CPU (the default).
-``"cupy"``    CuPy on the current CUDA device.
-``"strict"``  ``array_api_strict`` on its non-default device ``"device1"``: it
-              refuses silent conversion to NumPy and mixing devices, the
-              mistakes that break CuPy code, so a CPU-only machine can prove
-              the GPU path's discipline.
+``"numpy"``
+    NumPy on the CPU (the default).
+``"cupy"``
+    CuPy on the current CUDA device.
+``"strict"``
+    ``array_api_strict`` on its non-default device ``"device1"``: it refuses
+    silent conversion to NumPy and mixing devices, the mistakes that break
+    CuPy code, so a CPU-only machine can prove the GPU path's discipline.
 
 >>> import numpy as np
 >>> xp = namespace("demo", x=np.zeros(3))
@@ -41,6 +43,7 @@ __all__ = [
     "mask_multiply",
     "namespace",
     "numpy_dtype",
+    "split_by_mask",
     "to_numpy",
     "uniform",
     "use",
@@ -281,3 +284,20 @@ def mask_multiply(d: Any, mask: Any) -> Any:
         return np.multiply(d, mask)
     xp = array_api_compat.array_namespace(d, mask)
     return d * xp.astype(mask, d.dtype)
+
+
+def split_by_mask(d: Any, mask: Any, hit: Any, miss: Any) -> None:
+    """Write ``d`` where ``mask`` (0 elsewhere) into ``hit`` and ``d`` where not
+    ``mask`` (0 elsewhere) into ``miss``: ``hit`` and ``miss`` are arrays (often
+    strided views of one output) of ``d``'s shape. For finite ``d``.
+
+    NumPy writes both products straight into the views (``out=``), with no
+    temporaries; the array API has no ``out=``, so the portable twin computes
+    them and assigns.
+    """
+    if isinstance(d, np.ndarray) and isinstance(hit, np.ndarray):
+        np.multiply(d, mask, out=hit)
+        np.subtract(d, hit, out=miss)
+        return
+    hit[...] = mask_multiply(d, mask)
+    miss[...] = d - hit

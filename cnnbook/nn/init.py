@@ -64,7 +64,7 @@ def generator(rng: Any = None) -> np.random.Generator:
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(fan_in, fan_out) of a weight shape (out, in, *kernel)."""
+    """(fan_in, fan_out) of a weight shape ``(out, in, *kernel)``."""
     if len(shape) < 2:
         raise ValueError(f"fans: need a weight of ndim >= 2, got shape {shape}")
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
