@@ -37,6 +37,8 @@ __all__ = [
     "NonFiniteLossError",
     "evaluate",
     "fit",
+    "make_optimizer",
+    "make_scheduler",
     "predict",
     "recipe",
     "train_recipe",
@@ -303,49 +305,32 @@ def predict(
 # ----------------------------------------------------------------------------
 # recipes: the settings the book trains with
 # ----------------------------------------------------------------------------
+def _mnist5k_onecycle(
+    epochs: int, optimizer: str, lr: float, weight_decay: float
+) -> dict[str, Any]:
+    """Batches of 64 from MNIST-5k, ±2 px shifts, a one-cycle schedule."""
+    return dict(
+        data="mnist5k",
+        epochs=epochs,
+        batch_size=64,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule="onecycle",
+        augment_shift=2,
+    )
+
+
+#: The book's training settings per model (the command line's defaults).
+#: LeNet-5 with Adam under a one-cycle schedule reaches 97.5 %+ on MNIST-5k;
+#: the plain twin trains exactly as the ResNet does, so the degradation
+#: experiment compares networks, not recipes.
 RECIPES: dict[str, dict[str, Any]] = {
-    # ±2 px random shifts, Adam with a one-cycle schedule: 97.5 %+ on MNIST-5k
-    "lenet5": dict(
-        data="mnist5k",
-        epochs=20,
-        batch_size=64,
-        optimizer="adam",
-        lr=3e-3,
-        weight_decay=0.0,
-        schedule="onecycle",
-        augment_shift=2,
-    ),
-    "vgg": dict(
-        data="mnist5k",
-        epochs=10,
-        batch_size=64,
-        optimizer="adam",
-        lr=2e-3,
-        weight_decay=0.0,
-        schedule="onecycle",
-        augment_shift=2,
-    ),
-    "resnet": dict(
-        data="mnist5k",
-        epochs=10,
-        batch_size=64,
-        optimizer="sgd",
-        lr=0.1,
-        weight_decay=5e-4,
-        schedule="onecycle",
-        augment_shift=2,
-    ),
-    "plainnet": dict(
-        data="mnist5k",
-        epochs=10,
-        batch_size=64,
-        optimizer="sgd",
-        lr=0.1,
-        weight_decay=5e-4,
-        schedule="onecycle",
-        augment_shift=2,
-    ),
+    "lenet5": _mnist5k_onecycle(epochs=20, optimizer="adam", lr=3e-3, weight_decay=0.0),
+    "vgg": _mnist5k_onecycle(epochs=10, optimizer="adam", lr=2e-3, weight_decay=0.0),
+    "resnet": _mnist5k_onecycle(epochs=10, optimizer="sgd", lr=0.1, weight_decay=5e-4),
 }
+RECIPES["plainnet"] = dict(RECIPES["resnet"])
 DATASETS = {"mnist5k": D.mnist5k, "digits": D.digits}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "none")
@@ -367,7 +352,9 @@ def recipe(model_name: str, **overrides: Any) -> dict[str, Any]:
     return r
 
 
-def make_optimizer(name: str, params: list, lr: float, weight_decay: float = 0.0):
+def make_optimizer(
+    name: str, params: list[nn.Parameter], lr: float, weight_decay: float = 0.0
+) -> optim.Optimizer:
     """``"sgd"`` (momentum 0.9, Nesterov), ``"adam"`` or ``"adamw"``."""
     if name == "sgd":
         return optim.SGD(
@@ -380,7 +367,9 @@ def make_optimizer(name: str, params: list, lr: float, weight_decay: float = 0.0
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
-def make_scheduler(name: str, optimizer, epochs: int, steps_per_epoch: int):
+def make_scheduler(
+    name: str, optimizer: optim.Optimizer, epochs: int, steps_per_epoch: int
+) -> Any:
     """``"onecycle"`` (per batch; peak = the optimizer's lr), ``"cosine"``
     (per epoch, to 0 at the end), ``"step"`` (×0.1 every ``epochs // 3``
     epochs) or ``"none"`` (returns None)."""
