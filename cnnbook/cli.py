@@ -38,7 +38,17 @@ def _nonneg_float(text: str) -> float:
     return v
 
 
+def _add_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=B.BACKENDS,
+        default=None,
+        help="array backend (default: $CNNBOOK_BACKEND or numpy)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m cnnbook``: sub-commands ``train`` and ``evaluate``."""
     from cnnbook.models import MODELS
     from cnnbook.train import DATASETS, OPTIMIZERS, RECIPES, SCHEDULES
 
@@ -86,12 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed for weights, shuffling and augmentation (default 0)",
     )
-    t.add_argument(
-        "--backend",
-        choices=B.BACKENDS,
-        default=None,
-        help="array backend (default: $CNNBOOK_BACKEND or numpy)",
-    )
+    _add_backend_option(t)
     t.add_argument("--out", default=None, help="checkpoint to write (.npz)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -107,12 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(DATASETS),
         help="data set (default: the one it was trained on)",
     )
-    e.add_argument(
-        "--backend",
-        choices=B.BACKENDS,
-        default=None,
-        help="array backend (default: $CNNBOOK_BACKEND or numpy)",
-    )
+    _add_backend_option(e)
     return p
 
 
