@@ -84,6 +84,14 @@ def test_state_dict_round_trip_and_checks():
         np.testing.assert_array_equal(v, before[k])
 
 
+def test_load_state_dict_from_arrays_on_any_backend(backend):
+    source, target = nn.Linear(3, 2, rng=0), nn.Linear(3, 2, rng=1)
+    on_backend = {k: backend.asarray(v) for k, v in source.state_dict().items()}
+    target.to("numpy").load_state_dict(on_backend)
+    for k, v in target.state_dict().items():
+        np.testing.assert_array_equal(v, source.state_dict()[k])
+
+
 def test_zero_grad_train_eval_and_accumulation(backend):
     layer = nn.Linear(3, 2, rng=0)
     x = backend.asarray(np.ones((4, 3)), np.float32)

@@ -230,9 +230,10 @@ class Module:
         return out
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy arrays (NumPy, or anything ``numpy.asarray`` accepts, such as
-        CPU torch tensors) into this module, keeping each parameter's backend,
-        device and dtype. Everything is checked before anything is written.
+        """Copy arrays (of any backend, or anything ``numpy.asarray`` accepts,
+        such as CPU torch tensors) into this module, keeping each parameter's
+        backend, device and dtype. Everything is checked before anything is
+        written.
         """
         targets: dict[str, tuple[Module, str, bool]] = {}
         for mod_name, m in self.named_modules():
@@ -254,7 +255,7 @@ class Module:
             if key not in state:
                 continue
             current = m._parameters[name].data if is_param else getattr(m, name)
-            value = np.asarray(state[key])
+            value = B.to_numpy(state[key])  # device arrays refuse np.asarray
             if tuple(value.shape) != tuple(current.shape):
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: {key} has shape "
