@@ -48,10 +48,15 @@ __all__ = [
 
 
 class Optimizer:
-    """Base class: holds the parameters, ``lr`` and per-parameter ``state``."""
+    """Base class: holds the parameters, ``lr`` and per-parameter ``state``.
+
+    ``state[i]`` holds parameter i's ``_slots`` (arrays of its shape, on its
+    device) and ``_counters`` (host ints, such as Adam's step).
+    """
 
     _hyper: tuple[str, ...] = ("lr",)
     _slots: tuple[str, ...] = ()
+    _counters: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Parameter], lr: float):
         self.params = list(params)
@@ -90,7 +95,10 @@ class Optimizer:
             out[name] = np.asarray(getattr(self, name), dtype=np.float64)
         for i, state in enumerate(self.state):
             for k, v in state.items():
-                out[f"state.{i}.{k}"] = np.array(B.to_numpy(v), copy=True)
+                if k in self._counters:
+                    out[f"state.{i}.{k}"] = np.asarray(v, dtype=np.int64)
+                else:
+                    out[f"state.{i}.{k}"] = np.array(B.to_numpy(v), copy=True)
         return out
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -105,11 +113,15 @@ class Optimizer:
                 continue
             _, i, slot = key.split(".", 2)
             i = int(i)
-            if i >= len(self.params) or slot not in self._slots:
+            known = slot in self._slots or slot in self._counters
+            if i >= len(self.params) or not known:
                 raise KeyError(f"{name}.load_state_dict: unexpected entry {key}")
             p = self.params[i].data
-            value = np.asarray(value)
-            if slot != "step" and tuple(value.shape) != tuple(p.shape):
+            value = B.to_numpy(value)
+            if slot in self._counters:
+                staged[i][slot] = int(value)
+                continue
+            if tuple(value.shape) != tuple(p.shape):
                 raise ValueError(
                     f"{name}.load_state_dict: {key} has shape {value.shape}, "
                     f"parameter {i} has {tuple(p.shape)}"
@@ -120,7 +132,7 @@ class Optimizer:
             )
         self.step_count = int(sd["step_count"])
         for h in self._hyper:
-            v = np.asarray(sd[h])
+            v = B.to_numpy(sd[h])
             setattr(self, h, tuple(v.tolist()) if v.ndim else float(v))
         self.state = staged
 
@@ -162,7 +174,8 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015); ``weight_decay`` adds λθ to the gradient."""
 
     _hyper = ("lr", "betas", "eps", "weight_decay")
-    _slots = ("exp_avg", "exp_avg_sq", "step")
+    _slots = ("exp_avg", "exp_avg_sq")
+    _counters = ("step",)
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -181,7 +194,7 @@ class Adam(Optimizer):
             state["exp_avg"] = xp.zeros_like(theta)
             state["exp_avg_sq"] = xp.zeros_like(theta)
             state["step"] = 0
-        t = int(state["step"]) + 1
+        t = state["step"] + 1
         state["step"] = t
         if self.weight_decay:
             if self._decoupled:
@@ -196,19 +209,6 @@ class Adam(Optimizer):
         step_size = self.lr / (1 - beta1**t)
         denom = xp.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
         return theta - step_size * (m / denom)
-
-    def state_dict(self):
-        out = super().state_dict()
-        for i, s in enumerate(self.state):
-            if "step" in s:
-                out[f"state.{i}.step"] = np.asarray(s["step"], dtype=np.int64)
-        return out
-
-    def load_state_dict(self, sd):
-        super().load_state_dict(sd)
-        for s in self.state:
-            if "step" in s:
-                s["step"] = int(B.to_numpy(s["step"]))
 
 
 class AdamW(Adam):
