@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -252,6 +254,40 @@ def test_sequential_names_failing_layer():
     with pytest.raises(TypeError, match="must be a Module"):
         nn.Sequential(nn.ReLU(), "relu")
     assert len(net) == 2 and net["head"] is net[1]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: nn.Conv2d(1, 6, 0), "Conv2d: kernel_height must be a positive int"),
+        (lambda: nn.Conv2d(1, 6, (3, 3, 3)), "kernel_size must be an int or a pair"),
+        (lambda: nn.Conv2d(0, 6, 3), "in_channels must be a positive int, got 0"),
+        (lambda: nn.Linear(0, 3), "Linear: in_features must be a positive int"),
+        (lambda: nn.Linear(4, 2.5), "out_features must be a positive int, got 2.5"),
+    ],
+)
+def test_bad_layer_sizes_named(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+@pytest.mark.parametrize(
+    "layer, args",
+    [
+        (nn.Conv2d, (1, 2, 3)),
+        (nn.Linear, (3, 2)),
+        (nn.MaxPool2d, (2,)),
+        (nn.BatchNorm2d, (2,)),
+        (nn.ReLU, ()),
+        (nn.LeakyReLU, ()),
+        (nn.Flatten, ()),
+        (nn.GlobalAvgPool2d, ()),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_backward_before_forward_says_so(layer, args):
+    with pytest.raises(RuntimeError, match=f"{layer.__name__}.backward: no forward"):
+        layer(*args).backward(np.ones((1, 2), np.float32))
 
 
 def test_repr_and_summary():

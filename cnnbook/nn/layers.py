@@ -60,6 +60,24 @@ def _check_input(layer: Module, x: Any, ndim: int, axis: int, size: int, what: s
         raise ValueError(f"{layer!r} expects input {what}, got shape {shape}")
 
 
+def _check_sizes(layer: str, **sizes: Any) -> None:
+    """Each size a positive int (channels, features, kernel sides)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
+
+
+def _saved(layer: Module) -> Any:
+    """The cache of the layer's last forward pass, which its backward needs."""
+    cache = getattr(layer, "_cache", None)
+    if cache is None:
+        raise RuntimeError(
+            f"{type(layer).__name__}.backward: no forward pass to go back through; "
+            "call the layer on an input first"
+        )
+    return cache
+
+
 class Conv2d(Module):
     """x (N, C_in, H, W) -> (N, C_out, OH, OW), OH = (H + 2p − KH) // s + 1.
 
@@ -81,8 +99,19 @@ class Conv2d(Module):
         rng: Any = None,
         dtype: Any = np.float32,
     ):
-        kh, kw = (
-            (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        if isinstance(kernel_size, int):
+            kernel_size = (kernel_size, kernel_size)
+        if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
+            raise ValueError(
+                f"Conv2d: kernel_size must be an int or a pair, got {kernel_size!r}"
+            )
+        kh, kw = kernel_size
+        _check_sizes(
+            "Conv2d",
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_height=kh,
+            kernel_width=kw,
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
@@ -101,7 +130,7 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy):
-        cache = self._cache._replace(input_grad=self.input_grad)
+        cache = _saved(self)._replace(input_grad=self.input_grad)
         dx, dw, db = F.conv2d_backward(dy, cache)
         self.weight.accumulate(dw)
         if self.bias is not None:
@@ -129,6 +158,7 @@ class Linear(Module):
         rng: Any = None,
         dtype: Any = np.float32,
     ):
+        _check_sizes("Linear", in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = in_features, out_features
         w, b = _weights((out_features, in_features), bias, init, rng)
         self.weight = _param(w, dtype)
@@ -142,7 +172,7 @@ class Linear(Module):
         return y
 
     def backward(self, dy):
-        dx, dw, db = F.linear_backward(dy, self._cache)
+        dx, dw, db = F.linear_backward(dy, _saved(self))
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -168,7 +198,7 @@ class _Pool(Module):
         return y
 
     def backward(self, dy):
-        return type(self)._backward(dy, self._cache)
+        return type(self)._backward(dy, _saved(self))
 
     def extra_repr(self):
         stride = self.kernel_size if self.stride is None else self.stride
@@ -199,7 +229,7 @@ class GlobalAvgPool2d(Module):
         return y
 
     def backward(self, dy):
-        return F.global_avg_pool2d_backward(dy, self._cache)
+        return F.global_avg_pool2d_backward(dy, _saved(self))
 
 
 class _Activation(Module):
@@ -210,7 +240,7 @@ class _Activation(Module):
         return y
 
     def backward(self, dy):
-        return type(self)._backward(dy, self._cache)
+        return type(self)._backward(dy, _saved(self))
 
 
 class ReLU(_Activation):
@@ -245,7 +275,7 @@ class LeakyReLU(Module):
         return y
 
     def backward(self, dy):
-        return F.leaky_relu_backward(dy, self._cache)
+        return F.leaky_relu_backward(dy, _saved(self))
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -255,13 +285,13 @@ class Flatten(Module):
     """x (N, d1, d2, …) -> (N, d1·d2·…)."""
 
     def forward(self, x):
-        self._shape = tuple(x.shape)
+        self._cache = tuple(x.shape)
         xp = B.namespace("Flatten", x=x)
         return xp.reshape(x, (x.shape[0], -1))
 
     def backward(self, dy):
         xp = B.namespace("Flatten.backward", dy=dy)
-        return xp.reshape(dy, self._shape)
+        return xp.reshape(dy, _saved(self))
 
 
 class _BatchNorm(Module):
@@ -309,7 +339,7 @@ class _BatchNorm(Module):
         return y
 
     def backward(self, dy):
-        dx, dgamma, dbeta = F.batch_norm_backward(dy, self._cache)
+        dx, dgamma, dbeta = F.batch_norm_backward(dy, _saved(self))
         self.weight.accumulate(dgamma)
         self.bias.accumulate(dbeta)
         return dx
