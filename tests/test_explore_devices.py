@@ -172,8 +172,10 @@ def test_summary_table_and_plot():
     r = _result()
     line = D.machine_summary(r)
     assert "Test CPU" in line and "openblas 0.3 (X)" in line and "2026-01-02" in line
-    table = D.benchmark_markdown(r)
-    assert "| conv A | 1 | 3.00 | 2.00 | 1.50 | 2.0 | yes |" in table
+    table = D.benchmark_html(r)
+    assert table.startswith("<table>") and table.count("<tr>") == 3
+    row = '<td style="text-align:left">conv A</td><td style="text-align:right">1</td>'
+    assert row in table and ">1.50</td>" in table and ">yes</td>" in table
     assert "100 MiB" in table
     ax = D.plot_benchmarks(r)
     assert len(ax.patches) == 2 and ax.get_xscale() == "log"
@@ -196,3 +198,10 @@ def test_branching_sites(tmp_path):
     (pkg / "c.py").write_text("\n\nimport cupy\n")
     assert D.branching_sites(pkg) == {"pkg/a.py": [2], "pkg/c.py": [3]}
     assert "cnnbook/backend.py" in D.branching_sites()
+
+
+def test_html_table_escapes_and_aligns():
+    got = D.html_table(["a", "b"], [["x<y", "1"]], align="lr")
+    assert '<th style="text-align:left">a</th>' in got
+    assert '<td style="text-align:left">x&lt;y</td>' in got
+    assert '<td style="text-align:right">1</td>' in got

@@ -70,12 +70,15 @@ def test_claims_table_and_counts(tmp_path):
     _notebook(tmp_path / "b.ipynb", [("md", "# B"), ("code", "assert 1\nassert 2")])
     found = R.claims(["a", "b"], book=tmp_path)
     assert R.claims_per_chapter(found) == {"a": (1, 1), "b": (1, 2)}
-    table = R.claims_markdown(found, width=12)
-    rows = table.splitlines()
-    assert len(rows) == 4
-    assert rows[2].startswith("| [A](a.ipynb) | A | 1 | 1 | `assert 'x\\|")
-    assert rows[2].endswith("…` |")
-    assert rows[3].endswith("| 1 | 2 | `assert 1` |")
+    table = R.claims_html(found, width=12)
+    assert table.count("<tr>") == 3
+    assert "<td>A</td><td>A</td>" in table
+    assert "<code>assert &#x27;x|y…</code>" in table  # shortened to 12 characters
+    assert "<code>assert 1</code>" in table
+    summary = R.summary_html(found)
+    assert '<td>B</td><td style="text-align:right">1</td>' in summary
+    assert '<td style="text-align:right">2</td></tr>' in summary
+    assert "&lt;" in R.claims_html([found[0]._replace(check="a < b")])
 
 
 def test_missing_chapter_is_an_error(tmp_path):

@@ -15,7 +15,7 @@ M = F, K = C·KH·KW and P = N·OH·OW.
   count, arithmetic intensity and roofline bound of a convolution.
 - :func:`branching_sites` finds code that asks which array library it has.
 - :func:`find_benchmarks`, :func:`load_benchmarks`, :func:`benchmark_rows`,
-  :func:`check_benchmarks`, :func:`machine_summary`, :func:`benchmark_markdown`
+  :func:`check_benchmarks`, :func:`machine_summary`, :func:`benchmark_html`
   and :func:`plot_benchmarks` read and show ``benchmarks/results/*.json``.
 
 Nothing here branches on the array library: the namespace and device come
@@ -24,6 +24,7 @@ from :mod:`cnnbook.backend`, and synchronising asks the device object itself.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -38,13 +39,14 @@ from cnnbook.functional import conv_output_size
 __all__ = [
     "Gemm",
     "attainable",
-    "benchmark_markdown",
+    "benchmark_html",
     "benchmark_rows",
     "branching_sites",
     "check_benchmarks",
     "conv_gemm",
     "failure",
     "find_benchmarks",
+    "html_table",
     "load_benchmarks",
     "machine_summary",
     "memory_budget",
@@ -342,26 +344,42 @@ def machine_summary(result: dict[str, Any]) -> str:
     )
 
 
-def benchmark_markdown(result: dict[str, Any]) -> str:
-    """The table of :func:`benchmark_rows` as Markdown (medians in ms)."""
-    lines = [
-        "| case | threads | cnnbook ms | PyTorch ms | ratio | target | met |",
-        "|:--|--:|--:|--:|--:|--:|:--|",
-    ]
+def benchmark_html(result: dict[str, Any]) -> str:
+    """The table of :func:`benchmark_rows` as an HTML table (medians in ms),
+    which renders the same in Jupyter and in the book, and the memory line."""
+    head = ["case", "threads", "cnnbook ms", "PyTorch ms", "ratio", "target", "met"]
+    body = []
     for r in benchmark_rows(result):
         target = "" if r["target"] is None else f"{r['target']:.1f}"
         met = {True: "yes", False: "no"}.get(r["met"], "")
-        lines.append(
-            f"| {r['label']} | {r['threads']} | {r['cnnbook_ms']:.2f} | "
-            f"{r['torch_ms']:.2f} | {r['ratio']:.2f} | {target} | {met} |"
-        )
+        body.append(
+            [r["label"], str(r["threads"]), f"{r['cnnbook_ms']:.2f}",
+             f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}", target, met]
+        )  # fmt: skip
+    text = html_table(head, body, align="lrrrrrl")
     mem = result.get("memory")
     if mem:
-        lines.append(
-            f"\nPeak memory of the VGG convolution, forward + backward: "
-            f"{mem['peak_mib']:.0f} MiB (target ≤ {mem['target_mib']:.0f} MiB)."
+        text += (
+            f"\n<p>Peak memory of the VGG convolution, forward + backward: "
+            f"{mem['peak_mib']:.0f} MiB (target ≤ {mem['target_mib']:.0f} MiB).</p>"
         )
-    return "\n".join(lines)
+    return text
+
+
+def html_table(head: list[str], rows: list[list[str]], align: str = "") -> str:
+    """Header and rows of cell texts (escaped here) -> an HTML ``<table>``;
+    ``align`` has one letter per column, "l" or "r" (default left)."""
+
+    def cells(tag: str, values: list[str]) -> str:
+        out = []
+        for k, v in enumerate(values):
+            side = "right" if align[k : k + 1] == "r" else "left"
+            out.append(f'<{tag} style="text-align:{side}">{html.escape(v)}</{tag}>')
+        return "<tr>" + "".join(out) + "</tr>"
+
+    lines = ["<table>", "<thead>", cells("th", head), "</thead>", "<tbody>"]
+    lines += [cells("td", r) for r in rows]
+    return "\n".join([*lines, "</tbody>", "</table>"])
 
 
 def plot_benchmarks(result: dict[str, Any], ax: Any = None) -> Any:

@@ -9,13 +9,15 @@ the recap table is generated from the chapters and never copied by hand.
 
 - :func:`toc_chapters` lists the notebook chapters of ``_toc.yml`` in book order.
 - :func:`notebook_claims` finds the claims of one notebook.
-- :func:`claims` does it for several chapters; :func:`claims_markdown` and
-  :func:`claims_per_chapter` summarise them.
+- :func:`claims` does it for several chapters; :func:`claims_per_chapter`,
+  :func:`claims_html` and :func:`summary_html` summarise them (HTML tables
+  render alike in Jupyter and in the book).
 """
 
 from __future__ import annotations
 
 import ast
+import html
 import json
 import re
 from collections.abc import Iterable
@@ -25,9 +27,10 @@ from typing import NamedTuple
 __all__ = [
     "Claim",
     "claims",
-    "claims_markdown",
+    "claims_html",
     "claims_per_chapter",
     "notebook_claims",
+    "summary_html",
     "toc_chapters",
 ]
 
@@ -168,22 +171,39 @@ def claims_per_chapter(found: Iterable[Claim]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _cell(text: str, width: int) -> str:
-    text = text if len(text) <= width else text[: width - 1] + "…"
-    return "`" + text.replace("`", "'").replace("|", "\\|") + "`" if text else ""
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def claims_markdown(found: Iterable[Claim], width: int = 70) -> str:
-    """A Markdown table: chapter (linked), section, cell, asserts, first assert
-    (shortened to ``width`` characters)."""
-    lines = [
-        "| chapter | section | cell | asserts | first check |",
-        "|:--|:--|--:|--:|:--|",
+def claims_html(found: Iterable[Claim], width: int = 70) -> str:
+    """An HTML table: chapter title, section, cell, asserts, first assert
+    (shortened to ``width`` characters, as code)."""
+    rows = [
+        "<tr>"
+        f"<td>{html.escape(c.title)}</td><td>{html.escape(c.section)}</td>"
+        f'<td style="text-align:right">{c.cell}</td>'
+        f'<td style="text-align:right">{c.asserts}</td>'
+        f"<td><code>{html.escape(_short(c.check, width))}</code></td>"
+        "</tr>"
+        for c in found
     ]
-    for c in found:
-        section = c.section.replace("|", "\\|")
-        lines.append(
-            f"| [{c.title}]({c.chapter}.ipynb) | {section} | {c.cell} | "
-            f"{c.asserts} | {_cell(c.check, width)} |"
-        )
-    return "\n".join(lines)
+    head = (
+        "<tr><th>chapter</th><th>section</th><th>cell</th><th>asserts</th>"
+        "<th>first check</th></tr>"
+    )
+    return "\n".join(["<table>", "<thead>", head, "</thead>", "<tbody>", *rows,
+                      "</tbody>", "</table>"])  # fmt: skip
+
+
+def summary_html(found: Iterable[Claim]) -> str:
+    """An HTML table: per chapter (title), checking cells and asserts."""
+    found = list(found)
+    titles = {c.chapter: c.title for c in found}
+    rows = [
+        f'<tr><td>{html.escape(titles[ch])}</td><td style="text-align:right">{n}'
+        f'</td><td style="text-align:right">{a}</td></tr>'
+        for ch, (n, a) in claims_per_chapter(found).items()
+    ]
+    head = "<tr><th>chapter</th><th>checking cells</th><th>asserts</th></tr>"
+    return "\n".join(["<table>", "<thead>", head, "</thead>", "<tbody>", *rows,
+                      "</tbody>", "</table>"])  # fmt: skip
