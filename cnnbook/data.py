@@ -221,6 +221,12 @@ FASHION_MNIST_SHA256 = {
         "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"
     ),
 }
+_IDX_FILES = (  # the order load_mnist returns them in
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 _URLS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -330,9 +336,12 @@ def load_mnist(
         )
     root = Path(root) if root is not None else cache_dir() / dataset
     sums = sha256 or _SHA[dataset]
+    lacking = [name for name in _IDX_FILES if name not in sums]
+    if lacking:
+        raise ValueError(f"load_mnist: sha256 has no digest for {', '.join(lacking)}")
     url = base_url or _URLS[dataset]
     arrays = []
-    for name in sums:
+    for name in _IDX_FILES:
         path = root / name
         if not path.exists() and (root / name.removesuffix(".gz")).exists():
             path = root / name.removesuffix(".gz")

@@ -132,8 +132,13 @@ def test_download_verifies_checksum(server, tmp_path):
     root, url = server
     files, sums = _fake_mnist(root)
     cache = tmp_path / "cache"
-    (_X, y), _ = D.load_mnist(cache, download_missing=True, base_url=url, sha256=sums)
+    reordered = dict(reversed(sums.items()))  # the files' roles come from their names
+    (_X, y), _ = D.load_mnist(
+        cache, download_missing=True, base_url=url, sha256=reordered
+    )
     np.testing.assert_array_equal(y, files["train-labels-idx1-ubyte"])
+    with pytest.raises(ValueError, match=r"no digest for t10k-labels-idx1-ubyte\.gz"):
+        D.load_mnist(cache, sha256={k: sums[k] for k in list(sums)[:3]})
     assert sorted(p.name for p in cache.iterdir()) == sorted(sums)
     # a second call reads the cache (server content no longer matters)
     for p in root.iterdir():
