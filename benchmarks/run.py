@@ -228,6 +228,13 @@ def train_case(model_name: str):
         import cnnbook.optim as optim
 
         model = models.get_model(model_name, seed=0)
+        # As cnnbook.train.fit does: the first conv computes no dx (nobody
+        # needs the gradient of the data; PyTorch skips it for x without grad).
+        first = model
+        while type(first).__name__ == "Sequential" and len(first) > 0:
+            first = next(iter(first))
+        if type(first).__name__ == "Conv2d":
+            first.input_grad = False
         opt = optim.SGD(model.parameters(), lr=0.01)
         batch = 4 if quick else 64
         rng = np.random.default_rng(0)

@@ -286,18 +286,20 @@ def mask_multiply(d: Any, mask: Any) -> Any:
     return d * xp.astype(mask, d.dtype)
 
 
-def split_by_mask(d: Any, mask: Any, hit: Any, miss: Any) -> None:
-    """Write ``d`` where ``mask`` (0 elsewhere) into ``hit`` and ``d`` where not
-    ``mask`` (0 elsewhere) into ``miss``: ``hit`` and ``miss`` are arrays (often
-    strided views of one output) of ``d``'s shape. For finite ``d``.
+def split_by_mask(d: Any, mask: Any, out: Any, hit: Any, miss: Any) -> None:
+    """Route ``d`` by a boolean ``mask`` into two parts of ``out``:
+    ``out[hit] = d`` where ``mask`` (0 elsewhere) and ``out[miss] = d`` where
+    not ``mask`` (0 elsewhere). ``hit`` and ``miss`` are indices (tuples of
+    slices) selecting regions of ``d``'s shape. For finite ``d``.
 
-    NumPy writes both products straight into the views (``out=``), with no
-    temporaries; the array API has no ``out=``, so the portable twin computes
-    them and assigns.
+    NumPy writes both products straight into those regions (``out=``), with
+    no temporaries; the array API has no ``out=``, so the portable twin
+    computes them and assigns with ``out[index] = ...``.
     """
-    if isinstance(d, np.ndarray) and isinstance(hit, np.ndarray):
-        np.multiply(d, mask, out=hit)
-        np.subtract(d, hit, out=miss)
+    if isinstance(d, np.ndarray) and isinstance(out, np.ndarray):
+        np.multiply(d, mask, out=out[hit])
+        np.subtract(d, out[hit], out=out[miss])
         return
-    hit[...] = mask_multiply(d, mask)
-    miss[...] = d - hit
+    routed = mask_multiply(d, mask)
+    out[hit] = routed
+    out[miss] = d - routed

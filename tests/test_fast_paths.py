@@ -132,3 +132,24 @@ def test_mask_multiply_matches_where(backend):
         assert out.dtype == d.dtype
         ref = np.where(backend.to_numpy(mask), backend.to_numpy(d), 0.0)
         np.testing.assert_array_equal(backend.to_numpy(out), ref)
+
+
+def test_split_by_mask_routes_into_regions(backend):
+    """backend.split_by_mask: NumPy's out= fast path and the portable
+    compute-then-assign write d·mask and d·(1 − mask) into two strided regions
+    of one output, and leave the rest of it alone."""
+    from cnnbook.backend import split_by_mask
+
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        d_host = rng.standard_normal((2, 3, 4)).astype(dtype)
+        mask_host = rng.standard_normal((2, 3, 4)) > 0
+        d, mask = backend.asarray(d_host, dtype), backend.asarray(mask_host)
+        out = backend.asarray(np.full((2, 3, 9), 7.0), dtype)
+        hit, miss = (..., slice(1, 8, 2)), (..., slice(0, 8, 2))
+        split_by_mask(d, mask, out, hit, miss)
+        got = backend.to_numpy(out)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got[..., 1:8:2], np.where(mask_host, d_host, 0))
+        np.testing.assert_array_equal(got[..., 0:8:2], np.where(mask_host, 0, d_host))
+        np.testing.assert_array_equal(got[..., 8], 7.0)
