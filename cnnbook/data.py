@@ -279,7 +279,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, timeout=30.0) -> Path:
+def download(
+    url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30.0
+) -> Path:
     """Fetch ``url`` to ``dest`` unless a file with the right SHA-256 is there.
 
     The bytes go to a temporary file first and are renamed into place only

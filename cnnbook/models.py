@@ -30,7 +30,9 @@ from cnnbook.functional import conv_output_size
 __all__ = ["MODELS", "get_model", "lenet5", "plainnet", "resnet", "vgg"]
 
 
-def lenet5(num_classes: int = 10, seed: Any = None, dtype: Any = np.float32):
+def lenet5(
+    num_classes: int = 10, seed: Any = None, dtype: Any = np.float32
+) -> nn.Sequential:
     """x (N, 1, 28, 28) -> logits (N, num_classes).
 
     conv 5×5×6 (pad 2) – ReLU – max-pool 2 – conv 5×5×16 – ReLU – max-pool 2 –
@@ -65,7 +67,7 @@ def vgg(
     dropout: float = 0.0,
     seed: Any = None,
     dtype: Any = np.float32,
-):
+) -> nn.Sequential:
     """x (N, in_channels, S, S) -> logits (N, num_classes).
 
     One block per entry of ``widths``: ``convs_per_block`` × (conv 3×3, pad 1
@@ -167,7 +169,7 @@ def resnet(
     skip: bool = True,
     seed: Any = None,
     dtype: Any = np.float32,
-):
+) -> nn.Sequential:
     """x (N, in_channels, H, W) -> logits (N, num_classes).
 
     stem (conv 3×3 – BN – ReLU) – stages of basic blocks (every stage after the
@@ -199,7 +201,7 @@ def resnet(
     return nn.Sequential(parts)
 
 
-def plainnet(**kwargs: Any):
+def plainnet(**kwargs: Any) -> nn.Sequential:
     """:func:`resnet` without skip connections (same layers otherwise)."""
     return resnet(skip=False, **kwargs)
 

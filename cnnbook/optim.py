@@ -148,7 +148,13 @@ class SGD(Optimizer):
     _slots = ("momentum_buffer",)
 
     def __init__(
-        self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
+        self,
+        params: Iterable[Parameter],
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
     ):
         super().__init__(params, lr)
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -178,7 +184,14 @@ class Adam(Optimizer):
     _counters = ("step",)
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         super().__init__(params, lr)
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(
@@ -217,7 +230,12 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(
-        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
     ):
         super().__init__(params, lr, betas, eps, weight_decay)
 
@@ -262,7 +280,7 @@ class _Scheduler:
 class StepLR(_Scheduler):
     """η_t = η₀ · γ^⌊t / step_size⌋."""
 
-    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer)
 
@@ -273,7 +291,7 @@ class StepLR(_Scheduler):
 class CosineAnnealingLR(_Scheduler):
     """η_t = η_min + (η₀ − η_min)(1 + cos(π t / T_max)) / 2."""
 
-    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer)
 
@@ -299,7 +317,7 @@ class OneCycleLR(_Scheduler):
 
     def __init__(
         self,
-        optimizer,
+        optimizer: Optimizer,
         max_lr: float,
         total_steps: int,
         pct_start: float = 0.3,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from cnnbook import backend as B
+from cnnbook.nn.module import Parameter
 
 __all__ = [
     "calculate_gain",
@@ -97,25 +98,41 @@ def uniform(shape: tuple[int, ...], bound: float, rng: Any = None) -> np.ndarray
     return generator(rng).uniform(-bound, bound, size=shape)
 
 
-def kaiming_normal(shape, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+def kaiming_normal(
+    shape: tuple[int, ...],
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    rng: Any = None,
+) -> np.ndarray:
     """N(0, std²), std = gain / √fan."""
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
     return generator(rng).normal(0.0, std, size=shape)
 
 
-def kaiming_uniform(shape, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+def kaiming_uniform(
+    shape: tuple[int, ...],
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    rng: Any = None,
+) -> np.ndarray:
     """U(−b, b), b = gain · √(3 / fan)."""
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(shape, mode))
     return uniform(shape, bound, rng)
 
 
-def xavier_uniform(shape, gain=1.0, rng=None):
+def xavier_uniform(
+    shape: tuple[int, ...], gain: float = 1.0, rng: Any = None
+) -> np.ndarray:
     """U(−b, b), b = gain · √(6 / (fan_in + fan_out))."""
     fan_in, fan_out = fans(shape)
     return uniform(shape, gain * math.sqrt(6.0 / (fan_in + fan_out)), rng)
 
 
-def xavier_normal(shape, gain=1.0, rng=None):
+def xavier_normal(
+    shape: tuple[int, ...], gain: float = 1.0, rng: Any = None
+) -> np.ndarray:
     """N(0, std²), std = gain · √(2 / (fan_in + fan_out))."""
     fan_in, fan_out = fans(shape)
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
@@ -133,27 +150,39 @@ def pytorch_default(
     return w, (uniform((weight_shape[0],), bound, g) if bias else None)
 
 
-def _fill(param: Any, host: np.ndarray) -> Any:
+def _fill(param: Parameter, host: np.ndarray) -> Parameter:
     xp = B.namespace("init", a=param.data)
     param.data = B.asarray(host, xp, B.device_of(param.data), dtype=param.data.dtype)
     return param
 
 
-def kaiming_normal_(param, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+def kaiming_normal_(
+    param: Parameter,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    rng: Any = None,
+) -> Parameter:
     """Fill ``param`` with :func:`kaiming_normal` samples."""
     return _fill(param, kaiming_normal(param.shape, a, mode, nonlinearity, rng))
 
 
-def kaiming_uniform_(param, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+def kaiming_uniform_(
+    param: Parameter,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    rng: Any = None,
+) -> Parameter:
     """Fill ``param`` with :func:`kaiming_uniform` samples."""
     return _fill(param, kaiming_uniform(param.shape, a, mode, nonlinearity, rng))
 
 
-def xavier_uniform_(param, gain=1.0, rng=None):
+def xavier_uniform_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Parameter:
     """Fill ``param`` with :func:`xavier_uniform` samples."""
     return _fill(param, xavier_uniform(param.shape, gain, rng))
 
 
-def xavier_normal_(param, gain=1.0, rng=None):
+def xavier_normal_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Parameter:
     """Fill ``param`` with :func:`xavier_normal` samples."""
     return _fill(param, xavier_normal(param.shape, gain, rng))
