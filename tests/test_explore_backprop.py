@@ -142,6 +142,11 @@ def test_trajectory_animation_is_self_contained_html():
         "ravine", {"sgd": ("sgd", 0.1), "adam": ("adam", 0.1)}, steps=6, frames=3
     )
     assert "<script" in html and "data:image/png;base64" in html
+    again = E.trajectory_animation(
+        "ravine", {"sgd": ("sgd", 0.1), "adam": ("adam", 0.1)}, steps=6, frames=3
+    )
+    assert again == html  # no random element ids: stable stored outputs
+    assert "_anim_imgtrajectories" in html
 
 
 def test_explorer_builds_and_redraws():

@@ -24,6 +24,7 @@ OH×OW output, K classes.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -353,9 +354,13 @@ def trajectory_animation(
     steps: int = 60,
     frames: int = 30,
     dpi: int = 50,
+    name: str = "trajectories",
 ) -> str:
     """HTML (a JavaScript animation, no kernel needed) of several optimizers
-    moving on the surface. ``runs`` maps a label to (optimizer, lr)."""
+    moving on the surface. ``runs`` maps a label to (optimizer, lr).
+
+    ``name`` (letters, digits, _) replaces the random id matplotlib gives the
+    page elements, so the same call gives the same HTML (stable for nbval)."""
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
 
@@ -379,7 +384,8 @@ def trajectory_animation(
     anim = FuncAnimation(fig, draw, frames=frames + 1, interval=150, blit=False)
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
-    return html
+    uid = re.search(r"_anim_img([0-9a-f]+)", html)
+    return html.replace(uid.group(1), name) if uid else html
 
 
 def trajectory_explorer(steps: int = 80) -> Any:
