@@ -121,6 +121,15 @@ def test_failed_save_leaves_existing_file_intact(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["a.npz"]
 
 
+def test_saved_file_has_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        checkpoint.save(tmp_path / "a.npz", models.lenet5(seed=0))
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == 0o644
+
+
 def test_optimizer_checks(tmp_path):
     net, opt = _trained()
     checkpoint.save(tmp_path / "no_opt.npz", net)
