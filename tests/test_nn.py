@@ -254,6 +254,8 @@ def test_sequential_names_failing_layer():
     with pytest.raises(TypeError, match="must be a Module"):
         nn.Sequential(nn.ReLU(), "relu")
     assert len(net) == 2 and net["head"] is net[1]
+    head = net[1:]
+    assert isinstance(head, nn.Sequential) and head["head"] is net["head"]
 
 
 @pytest.mark.parametrize(

@@ -80,9 +80,13 @@ class Sequential(Module):
     def __len__(self) -> int:
         return len(self._modules)
 
-    def __getitem__(self, i: int | str) -> Module:
+    def __getitem__(self, i: int | str | slice) -> Module:
+        """A layer by position or name; a slice is a Sequential of the same
+        layers under their names (``net[:3]``: the first three layers)."""
         if isinstance(i, str):
             return self._modules[i]
+        if isinstance(i, slice):
+            return Sequential(dict(list(self._modules.items())[i]))
         return list(self._modules.values())[i]
 
     def forward(self, x):
