@@ -35,6 +35,7 @@ import numpy as np
 __all__ = [
     "BACKENDS",
     "asarray",
+    "backend_of",
     "current",
     "default_device",
     "default_namespace",
@@ -173,6 +174,19 @@ def namespace(op: str, **arrays: Any) -> Any:
                 f"move both to one device"
             )
     return array_api_compat.array_namespace(*given.values())
+
+
+def backend_of(a: Any) -> str:
+    """The name of the backend ("numpy", "cupy" or "strict") array ``a`` is on.
+
+    >>> backend_of(np.zeros(2))
+    'numpy'
+    """
+    lib = _library_name(a)
+    names = {"NumPy": "numpy", "CuPy": "cupy", "array_api_strict": "strict"}
+    if lib not in names:
+        raise TypeError(f"backend_of: {type(a).__name__} is not a cnnbook array")
+    return names[lib]
 
 
 def device_of(a: Any) -> Any:

@@ -112,11 +112,20 @@ class History:
         )
 
 
-def _loader(data: Any, batch_size: int = 256) -> Iterable:
-    """A DataLoader (or any iterable of batches) as is; (X, y) wrapped."""
+def _loader(data: Any, model: nn.Module, batch_size: int = 256) -> Iterable:
+    """A DataLoader (or any iterable of batches) as is; (X, y) wrapped in one
+    that places batches where the model's parameters live."""
     if isinstance(data, tuple) and len(data) == 2:
-        return D.DataLoader(data[0], data[1], batch_size=batch_size)
+        return D.DataLoader(
+            data[0], data[1], batch_size=batch_size, backend=_backend(model)
+        )
     return data
+
+
+def _backend(model: nn.Module) -> str | None:
+    """The backend of the model's parameters (None for a parameter-free model)."""
+    params = model.parameters()
+    return B.backend_of(params[0].data) if params else None
 
 
 def _correct(logits: Any, yb: Any) -> int:
@@ -168,8 +177,8 @@ def fit(
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
-    train_data = _loader(train_data, 64)
-    val_data = _loader(val_data) if val_data is not None else None
+    train_data = _loader(train_data, model, 64)
+    val_data = _loader(val_data, model) if val_data is not None else None
     history = History()
     per_batch = bool(getattr(scheduler, "per_batch", False))
     bar = None
@@ -267,7 +276,7 @@ def evaluate(
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     try:
-        for xb, yb in _loader(data, batch_size):
+        for xb, yb in _loader(data, model, batch_size):
             logits = model(xb)
             n = int(xb.shape[0])
             loss_sum += float(criterion(logits, yb)) * n
@@ -288,7 +297,12 @@ def predict(
     from cnnbook.functional import softmax
 
     X = np.asarray(B.to_numpy(X))
-    loader = D.DataLoader(X, np.zeros(len(X), dtype=np.int64), batch_size=batch_size)
+    loader = D.DataLoader(
+        X,
+        np.zeros(len(X), dtype=np.int64),
+        batch_size=batch_size,
+        backend=_backend(model),
+    )
     was_training = model.training
     model.eval()
     out = []

@@ -180,3 +180,23 @@ def test_make_optimizer_and_scheduler():
     assert T.make_scheduler("none", sgd, 5, 10) is None
     with pytest.raises(ValueError, match="unknown schedule"):
         T.make_scheduler("warmup", sgd, 5, 10)
+
+
+def test_evaluate_and_predict_follow_the_model_backend():
+    """Plain (X, y) arrays go where the model's parameters are, not to the
+    default backend: a model moved to the strict device evaluates while the
+    default stays NumPy."""
+    import numpy as np
+
+    from cnnbook import backend as B
+    from cnnbook import nn
+    from cnnbook.train import evaluate, predict
+
+    pytest.importorskip("array_api_strict")
+    assert B.current() == "numpy"
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, rng=0)).to("strict")
+    X = np.random.default_rng(0).normal(size=(10, 1, 2, 2)).astype(np.float32)
+    y = np.arange(10) % 3
+    result = evaluate(model, (X, y))
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert predict(model, X).shape == (10,)
