@@ -108,6 +108,23 @@ def col2im(xp: Any, cols: Any, g: ConvGeometry) -> Any:
     return dxpad[:, :, ph : ph + g.H, pw : pw + g.W]
 
 
+# OpenBLAS multiplies a small W (F × C·KH·KW) by a very wide matrix slowly:
+# for LeNet's layers, n products of one image's columns each run 1.4-3× faster
+# than one product over all N·OH·OW columns (the same arithmetic); for
+# VGG-sized W the single wide product is a few per cent faster.
+_NARROW = 4096  # F·C·KH·KW up to which products go image by image
+
+
+def _narrow(g: ConvGeometry) -> bool:
+    return g.F * g.C * g.KH * g.KW <= _NARROW
+
+
+def _per_image(xp: Any, cols: Any, g: ConvGeometry) -> Any:
+    """Columns (C·KH·KW, N·OH·OW) -> a (N, C·KH·KW, OH·OW) view, one block
+    per image."""
+    return xp.permute_dims(xp.reshape(cols, (-1, g.N, g.OH * g.OW)), (1, 0, 2))
+
+
 class Conv2dCache(NamedTuple):
     """What :func:`conv2d_backward` needs. A layer whose input needs no
     gradient (the first layer) may set ``input_grad=False`` with
@@ -140,10 +157,14 @@ def conv2d_forward(
     """
     xp, g = _geometry(OP, x, w, b, stride, padding, dilation)
     cols = im2col(xp, pad(xp, x, *g.padding), g)
-    y = xp.reshape(w, (g.F, -1)) @ cols  # (F, N·OH·OW): one GEMM
-    y = xp.permute_dims(xp.reshape(y, (g.F, g.N, g.OH, g.OW)), (1, 0, 2, 3))
+    wm = xp.reshape(w, (g.F, -1))  # (F, C·KH·KW)
+    if _narrow(g):  # the same product, image by image: faster for small W
+        y = xp.reshape(wm @ _per_image(xp, cols, g), (g.N, g.F, g.OH, g.OW))
+    else:
+        y = wm @ cols  # (F, N·OH·OW): one GEMM
+        y = xp.permute_dims(xp.reshape(y, (g.F, g.N, g.OH, g.OW)), (1, 0, 2, 3))
     if b is not None:
-        y = y + xp.reshape(b, (1, g.F, 1, 1))
+        y += xp.reshape(b, (1, g.F, 1, 1))
     return y, Conv2dCache(cols, w, b is not None, g)
 
 
@@ -160,8 +181,12 @@ def conv2d_backward(dy: Any, cache: Conv2dCache) -> tuple[Any, Any, Any]:
     dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (g.F, -1))  # (F, N·OH·OW)
     # dW = dY · colsᵀ, computed as (cols · dYᵀ)ᵀ: the same numbers, and the
     # orientation BLAS runs fastest for a short-and-wide dY (F ≪ N·OH·OW).
-    dw = xp.matrix_transpose(cols @ xp.matrix_transpose(dy2))
-    dw = xp.reshape(dw, w.shape)
+    if _narrow(g):  # Σ over images of colsₙ · dYₙᵀ (see _NARROW)
+        dy3 = xp.reshape(dy, (g.N, g.F, g.OH * g.OW))
+        dw = xp.sum(_per_image(xp, cols, g) @ xp.matrix_transpose(dy3), axis=0)
+    else:
+        dw = cols @ xp.matrix_transpose(dy2)  # (C·KH·KW, F)
+    dw = xp.reshape(xp.matrix_transpose(dw), w.shape)
     db = xp.sum(dy2, axis=1) if has_bias else None
     if not input_grad:
         return None, dw, db
