@@ -97,7 +97,8 @@ def test_deep_net_rejects_bad_settings():
 
 
 def test_deep_net_is_seeded():
-    X, _ = _batch()
+    X = _batch()[0].astype(np.float64)  # deep_net is float64 by default
+    assert Dp.deep_net(2).parameters()[0].data.dtype == np.float64
     a, b = Dp.deep_net(4, seed=3), Dp.deep_net(4, seed=3)
     np.testing.assert_array_equal(a(X), b(X))
     assert not np.array_equal(a(X), Dp.deep_net(4, seed=4)(X))
@@ -166,6 +167,9 @@ def test_train_model_is_deterministic_and_learns():
         for _ in range(2)
     ]
     assert runs[0].train_loss == runs[1].train_loss
+    model = Dp.deep_net(2, width=4, dtype=np.float32)
+    Dp.train_model(model, data, epochs=1)  # cast to the float64 default
+    assert all(p.data.dtype == np.float64 for p in model.parameters())
     assert runs[0].train_loss[-1] < runs[0].train_loss[0]
     assert len(runs[0].val_acc) == 6 and not math.isnan(runs[0].val_acc[-1])
 

@@ -149,6 +149,7 @@ def deep_net(
     num_classes: int = 10,
     scale: float = 1.0,
     seed: int = 0,
+    dtype: Any = np.float64,
 ) -> nn.Sequential:
     """x (N, in_channels, H, W) -> logits (N, num_classes).
 
@@ -156,10 +157,11 @@ def deep_net(
     average pooling and a linear classifier. With ``skip`` every layer after
     the first (which changes the channel count) is a residual block
     x ↦ x + f(x), f = activation ∘ [BN] ∘ conv. Convolution weights are drawn
-    by ``init`` ("xavier" or "he") and multiplied by ``scale``.
+    by ``init`` ("xavier" or "he") and multiplied by ``scale``. Parameters are
+    float64 by default, so measured norms do not depend on summation order.
 
     >>> net = deep_net(4, width=8, skip=True)
-    >>> net(np.zeros((2, 1, 8, 8), dtype=np.float32)).shape
+    >>> net(np.zeros((2, 1, 8, 8))).shape
     (2, 10)
     >>> sum(isinstance(m, nn.Residual) for _, m in net.named_modules())
     3
@@ -178,17 +180,27 @@ def deep_net(
     c = in_channels
     for i in range(depth):
         conv = nn.Conv2d(
-            c, width, 3, padding=1, bias=not batch_norm, init=init, rng=rng
+            c,
+            width,
+            3,
+            padding=1,
+            bias=not batch_norm,
+            init=init,
+            rng=rng,
+            dtype=dtype,
         )
         conv.weight.data = conv.weight.data * scale
         f: list[nn.Module] = [conv]
         if batch_norm:
-            f.append(nn.BatchNorm2d(width))
+            f.append(nn.BatchNorm2d(width, dtype=dtype))
         f.append(ACTIVATIONS[activation]())
         body = nn.Sequential(*f)
         layers.append(nn.Residual(body) if skip and i > 0 else body)
         c = width
-    layers += [nn.GlobalAvgPool2d(), nn.Linear(width, num_classes, rng=rng)]
+    layers += [
+        nn.GlobalAvgPool2d(),
+        nn.Linear(width, num_classes, rng=rng, dtype=dtype),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -197,13 +209,16 @@ def conv_grad_norms(model: nn.Module, X: Any, y: Any) -> np.ndarray:
 
     One forward and one backward pass of the cross-entropy loss in training
     mode; the norms come from :class:`cnnbook.nn.Recorder`'s backward hooks,
-    in the order the convolutions appear in the forward pass.
+    in the order the convolutions appear in the forward pass. X is cast to the
+    parameters' dtype.
 
     >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
     >>> conv_grad_norms(deep_net(3), X, np.arange(8)).shape
     (3,)
     """
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    like = model.parameters()[0].data
+    X = B.namespace("conv_grad_norms", X=X).astype(X, like.dtype)
     criterion = nn.CrossEntropyLoss()
     model.train()
     model.zero_grad()
@@ -255,6 +270,15 @@ class Run(NamedTuple):
     test: dict[str, float]
 
 
+def _batches(data: Arrays, dtype: Any) -> D.DataLoader:
+    return D.DataLoader(data[0], data[1], batch_size=500, dtype=dtype)
+
+
+def _evaluate(model: nn.Module, data: Arrays) -> dict[str, float]:
+    dtype = model.parameters()[0].data.dtype
+    return T.evaluate(model, _batches(data, dtype))
+
+
 def train_model(
     model: nn.Module,
     train: Arrays,
@@ -266,19 +290,29 @@ def train_model(
     batch_size: int = 64,
     augment: Callable | None = None,
     seed: int = 0,
+    dtype: Any = np.float64,
 ) -> T.History:
     """train = (X (N, C, H, W), y (N,)) -> the :class:`~cnnbook.train.History`.
 
     Seeded shuffling (and ``augment``), the optimizer from
     :func:`cnnbook.train.make_optimizer` (``"sgd"``: momentum 0.9, Nesterov),
     constant learning rate, no progress bar; ``test`` is evaluated after every
-    epoch.
+    epoch. The model and the batches are cast to ``dtype``: in float64 the
+    results do not depend on the summation order of a BLAS library or of the
+    convolution code (float32 trajectories drift apart within a few epochs).
     """
+    model.to(dtype=dtype)
     loader = D.DataLoader(
-        train[0], train[1], batch_size, shuffle=True, seed=seed, augment=augment
+        train[0],
+        train[1],
+        batch_size,
+        shuffle=True,
+        seed=seed,
+        augment=augment,
+        dtype=dtype,
     )
     opt = T.make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-    val = D.DataLoader(test[0], test[1], batch_size=500) if test else None
+    val = _batches(test, dtype) if test else None
     return T.fit(model, loader, nn.CrossEntropyLoss(), opt, epochs, val, progress=False)
 
 
@@ -310,7 +344,7 @@ def degradation(
             )
             history = train_model(net, train, epochs=epochs, lr=lr, seed=seed)
             out[kind, 2 * n * len(widths) + 2] = Run(
-                history, T.evaluate(net, train), T.evaluate(net, test)
+                history, _evaluate(net, train), _evaluate(net, test)
             )
     return out
 
@@ -386,7 +420,7 @@ def regularization(
             augment=D.RandomShift(shift) if shift else None,
             seed=seed,
         )
-        out[name] = Run(history, T.evaluate(net, train), T.evaluate(net, test))
+        out[name] = Run(history, _evaluate(net, train), _evaluate(net, test))
     return out
 
 
