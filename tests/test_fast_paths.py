@@ -153,3 +153,39 @@ def test_split_by_mask_routes_into_regions(backend):
         np.testing.assert_array_equal(got[..., 1:8:2], np.where(mask_host, d_host, 0))
         np.testing.assert_array_equal(got[..., 0:8:2], np.where(mask_host, 0, d_host))
         np.testing.assert_array_equal(got[..., 8], 7.0)
+
+
+def test_scratch_reuses_only_unreferenced_buffers(backend):
+    """backend.scratch: im2col's column buffer (here 1.2 MB, above the pool's
+    1 MiB floor) is reused by a later forward pass only once nothing refers to
+    it; a cache still held keeps its columns intact."""
+    rng = np.random.default_rng(6)
+    w = backend.asarray(rng.standard_normal((4, 8, 3, 3)))
+    xs = [backend.asarray(rng.standard_normal((2, 8, 32, 32))) for _ in range(3)]
+    _, first = Fn.conv2d_forward(xs[0], w, None, 1, 1)
+    kept = backend.to_numpy(first.cols).copy()
+    _, second = Fn.conv2d_forward(xs[1], w, None, 1, 1)  # first still held
+    np.testing.assert_array_equal(backend.to_numpy(first.cols), kept)
+    assert not np.array_equal(backend.to_numpy(second.cols), kept)
+    y3, _held = Fn.conv2d_forward(xs[2], w, None, 1, 1)  # its cache stays
+    np.testing.assert_array_equal(backend.to_numpy(first.cols), kept)
+    ref = Fn.conv2d_naive(xs[2], w, None, 1, 1)
+    np.testing.assert_allclose(backend.to_numpy(y3), backend.to_numpy(ref), atol=1e-12)
+    if backend.name == "numpy":  # a buffer nothing refers to is handed out again
+        address = id(first.cols.base)
+        del first
+        _, fourth = Fn.conv2d_forward(xs[0], w, None, 1, 1)
+        assert id(fourth.cols.base) == address
+        np.testing.assert_array_equal(fourth.cols, kept)
+
+
+def test_scratch_shape_dtype_device(backend):
+    from cnnbook.backend import scratch
+
+    for dtype in (np.float32, np.float64):
+        like = backend.asarray(np.zeros(3), dtype)
+        for shape in ((2, 3), (512, 1024)):  # below and above the pool's floor
+            a = scratch(shape, like)
+            assert tuple(a.shape) == shape and a.dtype == like.dtype
+            b = like[:1] + a[:1, :1]  # same device: combining does not raise
+            assert tuple(b.shape) == (1, 1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from cnnbook.backend import device_of
+from cnnbook.backend import device_of, scratch
 from cnnbook.functional import _common as _checks
 from cnnbook.functional._common import ConvGeometry, pad, window
 
@@ -80,9 +80,7 @@ def _geometry(op: str, x: Any, w: Any, b: Any, stride, padding, dilation):
 
 def im2col(xp: Any, xpad: Any, g: ConvGeometry) -> Any:
     """Padded input (N, C, Hp, Wp) -> columns (C·KH·KW, N·OH·OW), K-major."""
-    cols = xp.empty(
-        (g.C, g.KH, g.KW, g.N, g.OH, g.OW), dtype=xpad.dtype, device=device_of(xpad)
-    )
+    cols = scratch((g.C, g.KH, g.KW, g.N, g.OH, g.OW), like=xpad)  # xp.empty
     for u in range(g.KH):
         for v in range(g.KW):
             rows, columns = window(g, u, v)
