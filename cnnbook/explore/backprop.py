@@ -236,7 +236,7 @@ def trajectory(
 
     θ is a :class:`~cnnbook.nn.Parameter`; each step sets its ``grad`` from the
     surface and calls ``optimizer.step()``, exactly as training does. The path
-    stops early once |θ| exceeds ``blowup`` (divergence).
+    stops early once a coordinate of θ exceeds ``blowup`` in size (divergence).
 
     >>> path = trajectory("ravine", "sgd", lr=0.1, steps=200)
     >>> path.shape, bool(np.linalg.norm(path[-1]) < 1e-6)
