@@ -49,16 +49,19 @@ def output_size(
     return (size + 2 * padding - span) // stride + 1
 
 
-_REAL_FLOATING: dict[Any, bool] = {}  # dtype -> isdtype(dtype, "real floating")
+_REAL_FLOATING: dict[Any, bool] = {}  # (type, dtype) -> isdtype(...)
 
 
 def _real_floating(xp: Any, dtype: Any) -> bool:
     """``xp.isdtype(dtype, "real floating")``, remembered per dtype: the check
-    runs on every argument of every operation (~5 µs each on NumPy)."""
+    runs on every argument of every operation (~5 µs each on NumPy). The key
+    starts with the dtype's type, so dtypes of two libraries are never
+    compared with each other."""
+    key = (type(dtype), dtype)
     try:
-        return _REAL_FLOATING[dtype]
+        return _REAL_FLOATING[key]
     except KeyError:
-        result = _REAL_FLOATING[dtype] = bool(xp.isdtype(dtype, "real floating"))
+        result = _REAL_FLOATING[key] = bool(xp.isdtype(dtype, "real floating"))
         return result
     except TypeError:  # an unhashable dtype
         return bool(xp.isdtype(dtype, "real floating"))
