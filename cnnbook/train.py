@@ -405,14 +405,15 @@ def train_recipe(
     seed: int = 0,
     progress: bool = True,
     backend: str | None = None,
+    callbacks: Sequence[Callable[[int, History], Any]] = (),
     **overrides: Any,
 ) -> tuple[nn.Module, History, dict[str, float]]:
     """Train ``model_name`` the way the book does; returns (model, history,
     test metrics ``{"loss", "accuracy"}``).
 
     ``seed`` fixes the initial weights and the shuffling/augmentation; the
-    data split is always the book's. ``overrides`` change recipe settings
-    (``epochs=5``, ``lr=1e-3``, ...).
+    data split is always the book's. ``callbacks`` go to :func:`fit` (e.g. live
+    curves). ``overrides`` change recipe settings (``epochs=5``, ``lr=1e-3``, ...).
     """
     r = recipe(model_name, **overrides)
     (X, y), (X_test, y_test) = DATASETS[r["data"]]()
@@ -452,6 +453,7 @@ def train_recipe(
             val_data=test,
             scheduler=sched,
             progress=progress,
+            callbacks=callbacks,
         )
         return model, history, evaluate(model, test)
     finally:
