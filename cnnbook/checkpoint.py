@@ -107,6 +107,29 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return info, arrays
 
 
+def _checked_signature(info: dict[str, Any], path: Path) -> list[list]:
+    """The architecture signature of ``info`` as ``[key, shape, dtype]`` triples,
+    or a CheckpointError if it is missing or malformed."""
+    sig = info.get("signature")
+    ok = isinstance(sig, list) and all(
+        isinstance(e, list)
+        and len(e) == 3
+        and isinstance(e[0], str)
+        and isinstance(e[1], list)
+        and all(isinstance(n, int) for n in e[1])
+        and isinstance(e[2], str)
+        for e in sig
+    )
+    if not ok:
+        got = "no" if sig is None else f"a malformed ({type(sig).__name__})"
+        raise CheckpointError(
+            f"cnnbook.load: {path} has the cnnbook format tag but {got} architecture "
+            "signature (a list of [key, shape, dtype]); it was not written by "
+            "cnnbook.save or has been edited"
+        )
+    return sig
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON part of a checkpoint: config, meta, history, signature."""
     return _read(Path(path))[0]
@@ -124,7 +147,7 @@ def load(path: str | os.PathLike, model: Any, optimizer: Any = None) -> Any:
     info, arrays = _read(path)
     state = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
     mine = model.state_dict()
-    for key, shape, _ in info["signature"]:
+    for key, shape, _ in _checked_signature(info, path):
         if key not in mine:
             raise CheckpointError(
                 f"cnnbook.load: {path} holds parameter {key!r} {tuple(shape)} that "

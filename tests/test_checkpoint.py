@@ -151,3 +151,35 @@ def test_meta_and_config(tmp_path):
     assert info["config"] == {"name": "lenet5", "kwargs": {"seed": 0}}
     assert info["meta"] == {"note": "hi"}
     assert info["signature"][0] == ["0.weight", [6, 1, 5, 5], "<f4"]
+
+
+def _rewrite_info(path, **changes):
+    """Rewrite the JSON part of the checkpoint at ``path`` (None deletes a key)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    info = json.loads(bytes(arrays["info"]).decode())
+    for k, v in changes.items():
+        if v is None:
+            info.pop(k, None)
+        else:
+            info[k] = v
+    arrays["info"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    "signature", [None, "lenet", [["0.weight", [6, 1, 5, 5]]], [["0.weight", 6, "<f4"]]]
+)
+def test_missing_or_malformed_signature_gives_clear_error_and_loads_nothing(
+    tmp_path, signature
+):
+    path = tmp_path / "a.npz"
+    checkpoint.save(path, models.lenet5(seed=0))
+    _rewrite_info(path, signature=signature)
+    other = models.lenet5(seed=1)
+    before = other.state_dict()
+    with pytest.raises(checkpoint.CheckpointError, match=r"cnnbook\.load: .*signature"):
+        checkpoint.load(path, other)
+    _same(before, other.state_dict())
