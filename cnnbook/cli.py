@@ -167,9 +167,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not config:
         raise ValueError(f"{args.checkpoint} does not say which model it holds")
     data = args.data or info.get("meta", {}).get("recipe", {}).get("data", "mnist5k")
+    where = f"{args.checkpoint}: model config {config!r}"
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} is not a dict with 'name' and 'kwargs'")
+    for key in ("name", "kwargs"):
+        if key not in config:
+            raise ValueError(f"{where} has no {key!r}")
+    if not isinstance(config["kwargs"], dict):
+        raise ValueError(f"{where}: 'kwargs' is not a dict")
     if args.backend:
         B.use(args.backend)
-    model = get_model(config["name"], **config["kwargs"])
+    try:
+        model = get_model(config["name"], **config["kwargs"])
+    except TypeError as err:
+        raise ValueError(f"{where}: cannot build {config['name']!r}: {err}") from err
     load(args.checkpoint, model)
     _, (X, y) = DATASETS[data]()
     test = evaluate(model, DataLoader(X, y, batch_size=500))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -107,3 +108,29 @@ def test_python_dash_m_entry_point():
         timeout=120,
     )
     assert run.returncode == 2 and "invalid choice" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"kwargs": {"seed": 0}}, "no 'name'"),
+        ({"name": "lenet5"}, "no 'kwargs'"),
+        ("lenet5", "not a dict"),
+        ({"name": "lenet5", "kwargs": [0]}, "'kwargs'.*not a dict"),
+        ({"name": "lenet5", "kwargs": {"bogus": 1}}, "cannot build 'lenet5'.*bogus"),
+    ],
+)
+def test_evaluate_checkpoint_with_broken_config_exits_1(
+    tmp_path, capsys, config, message
+):
+    from cnnbook.models import lenet5
+
+    net = lenet5(seed=0)
+    net.config = config
+    path = tmp_path / "a.npz"
+    checkpoint.save(path, net)
+    assert cli.main(["evaluate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cnnbook evaluate: error: ") and str(path) in err
+    assert "model config" in err
+    assert re.search(message, err), err
