@@ -43,6 +43,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "artifacts" / "screenshots"
+REPORTS = ROOT / "artifacts" / "browser"  # one JSON per page: what the test saw
 IN_CI = bool(os.environ.get("CI"))
 
 pytestmark = pytest.mark.slow
@@ -313,6 +314,20 @@ def test_page_renders_in_chromium(site, docname):
     )
     failed = [(p, s) for p, s in requests if s >= 400 and p != "/favicon.ico"]
     assert not failed, f"{docname}: requests that failed while rendering: {failed}"
+
+    # what was seen, for people (and issue notes) to read
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    seen = {
+        "page": docname,
+        "equations_typeset": typeset,
+        "math_elements": math_elements,
+        "output_images": len(content_images),
+        "widget_views_stored": expected.widget_views,
+        "widgets_rendered": count_class(scan, "jupyter-widgets"),
+        "hidden_solutions": hidden,
+        "local_requests": len(requests),
+    }
+    (REPORTS / f"{docname.replace('/', '_')}.json").write_text(json.dumps(seen))
 
     # a screenshot for people to look at
     SHOTS.mkdir(parents=True, exist_ok=True)
