@@ -28,6 +28,7 @@ array([0.95])
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -243,6 +244,21 @@ class AdamW(Adam):
 # ----------------------------------------------------------------------------
 # learning-rate schedules
 # ----------------------------------------------------------------------------
+def _check_int(scheduler: str, name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(
+            f"{scheduler}: {name} must be an int >= {least}, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    if value < least:
+        raise ValueError(f"{scheduler}: {name} must be >= {least}, got {value}")
+
+
+def _check_positive(scheduler: str, name: str, value: Any) -> None:
+    if not (isinstance(value, numbers.Real) and value > 0):
+        raise ValueError(f"{scheduler}: {name} must be > 0, got {value!r}")
+
+
 class _Scheduler:
     """Sets ``optimizer.lr`` from the count of ``step()`` calls.
 
@@ -281,6 +297,8 @@ class StepLR(_Scheduler):
     """η_t = η₀ · γ^⌊t / step_size⌋."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
+        _check_int("StepLR", "step_size", step_size, 1)
+        _check_positive("StepLR", "gamma", gamma)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer)
 
@@ -292,6 +310,7 @@ class CosineAnnealingLR(_Scheduler):
     """η_t = η_min + (η₀ − η_min)(1 + cos(π t / T_max)) / 2."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
+        _check_int("CosineAnnealingLR", "T_max", T_max, 1)
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer)
 
@@ -327,8 +346,18 @@ class OneCycleLR(_Scheduler):
         base_momentum: float = 0.85,
         max_momentum: float = 0.95,
     ):
-        if total_steps < 2:
-            raise ValueError(f"OneCycleLR: total_steps must be >= 2, got {total_steps}")
+        _check_int("OneCycleLR", "total_steps", total_steps, 2)
+        if not 0 < pct_start < 1:
+            raise ValueError(
+                f"OneCycleLR: pct_start must be in (0, 1), got {pct_start!r}"
+            )
+        if not pct_start * total_steps > 1:
+            raise ValueError(
+                "OneCycleLR: pct_start * total_steps must be > 1 (the warm-up "
+                "lasts pct_start * total_steps - 1 steps), got "
+                f"{pct_start} * {total_steps} = {pct_start * total_steps:g}; "
+                "raise total_steps or pct_start"
+            )
         self.max_lr, self.total_steps = max_lr, total_steps
         self.initial_lr = max_lr / div_factor
         self.min_lr = self.initial_lr / final_div_factor

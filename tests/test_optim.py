@@ -172,3 +172,55 @@ def test_cosine_closed_form():
     np.testing.assert_allclose(
         got, [(1 + math.cos(math.pi * t / 4)) / 2 for t in range(5)]
     )
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda o: optim.StepLR(o, step_size=0),
+            r"StepLR: step_size must be >= 1, got 0",
+        ),
+        (lambda o: optim.StepLR(o, step_size=2.5), r"StepLR: step_size must be an int"),
+        (lambda o: optim.StepLR(o, 3, gamma=0), r"StepLR: gamma must be > 0, got 0"),
+        (lambda o: optim.StepLR(o, 3, gamma=-0.5), r"StepLR: gamma must be > 0"),
+        (
+            lambda o: optim.CosineAnnealingLR(o, T_max=0),
+            r"CosineAnnealingLR: T_max must be >= 1, got 0",
+        ),
+        (
+            lambda o: optim.OneCycleLR(o, 0.1, total_steps=0),
+            r"OneCycleLR: total_steps must be >= 2, got 0",
+        ),
+        (
+            lambda o: optim.OneCycleLR(o, 0.1, total_steps=10, pct_start=0),
+            r"OneCycleLR: pct_start must be in \(0, 1\), got 0",
+        ),
+        (
+            lambda o: optim.OneCycleLR(o, 0.1, total_steps=10, pct_start=1.0),
+            r"OneCycleLR: pct_start must be in \(0, 1\), got 1\.0",
+        ),
+        (  # 0.1 * 10 = 1: a warm-up of zero steps, which divided by zero
+            lambda o: optim.OneCycleLR(o, 0.1, total_steps=10, pct_start=0.1),
+            r"OneCycleLR: pct_start \* total_steps must be > 1 .* 0\.1 \* 10 = 1;",
+        ),
+        (
+            lambda o: optim.OneCycleLR(o, 0.1, total_steps=3),
+            r"OneCycleLR: pct_start \* total_steps must be > 1 .* 0\.3 \* 3 = 0\.9;",
+        ),
+    ],
+)
+def test_scheduler_bad_arguments_name_the_scheduler_and_change_nothing(make, message):
+    opt = optim.SGD([Parameter(np.zeros(1))], lr=0.5)
+    with pytest.raises(ValueError, match=message):
+        make(opt)
+    assert opt.lr == 0.5
+
+
+def test_onecycle_short_warm_up_still_works():
+    opt = optim.SGD([Parameter(np.zeros(1))], lr=0.5)
+    sched = optim.OneCycleLR(opt, 0.1, total_steps=4)  # warm-up of 0.2 steps
+    assert opt.lr == pytest.approx(0.1 / 25)
+    for _ in range(4):
+        sched.step()
+    assert np.isfinite(opt.lr)
