@@ -222,6 +222,21 @@ def test_dropout_seeded_and_identity_in_eval(backend):
         nn.Dropout(1.5)
 
 
+def test_dropout_backward_before_forward_is_a_clear_error(backend):
+    dy = backend.asarray(np.ones((2, 3)), np.float32)
+    for training in (True, False):
+        layer = nn.Dropout(0.5, rng=0).train(training)
+        with pytest.raises(
+            RuntimeError, match=r"Dropout\.backward: no forward pass .* first"
+        ):
+            layer.backward(dy)
+    layer(dy)  # after a forward in eval mode the cache is empty: the identity
+    np.testing.assert_array_equal(B.to_numpy(layer.backward(2 * dy)), 2.0)
+    layer.train()
+    y = B.to_numpy(layer(dy))
+    np.testing.assert_array_equal(B.to_numpy(layer.backward(dy)), y)
+
+
 def test_residual_sums_branches_and_gradients(backend):
     rng = np.random.default_rng(0)
     body = nn.Linear(4, 4, rng=0).to(dtype=np.float64)

@@ -67,10 +67,14 @@ def _check_sizes(layer: str, **sizes: Any) -> None:
             raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
 
 
-def _saved(layer: Module) -> Any:
-    """The cache of the layer's last forward pass, which its backward needs."""
+def _saved(layer: Module, none_ok: bool = False) -> Any:
+    """The cache of the layer's last forward pass, which its backward needs.
+
+    With ``none_ok`` a forward pass that cached None (Dropout in evaluation:
+    the identity) counts; a layer that never ran forward still raises.
+    """
     cache = getattr(layer, "_cache", None)
-    if cache is None:
+    if cache is None and not (none_ok and "_cache" in vars(layer)):
         raise RuntimeError(
             f"{type(layer).__name__}.backward: no forward pass to go back through; "
             "call the layer on an input first"
@@ -375,7 +379,7 @@ class Dropout(Module):
         return y
 
     def backward(self, dy):
-        return F.dropout_backward(dy, self._cache)
+        return F.dropout_backward(dy, _saved(self, none_ok=True))
 
     def extra_repr(self):
         return f"p={self.p}"
