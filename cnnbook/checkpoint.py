@@ -71,7 +71,7 @@ def save(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from others
+        give_usual_mode(tmp)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, allow_pickle=False, **arrays)
             f.flush()
@@ -80,6 +80,13 @@ def save(
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def give_usual_mode(path: str | os.PathLike) -> None:
+    """Give ``path`` the mode a plain ``open(path, "w")`` would have (0o666 less
+    the umask): ``tempfile.mkstemp``'s 0600 would hide the file from others
+    once it is renamed into place. Used by :func:`cnnbook.data.download` too."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def _umask() -> int:

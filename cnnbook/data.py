@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from cnnbook import backend as B
+from cnnbook.checkpoint import give_usual_mode
 
 __all__ = [
     "FASHION_MNIST_SHA256",
@@ -294,6 +295,7 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     try:
+        give_usual_mode(tmp)
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 for block in iter(lambda: response.read(1 << 20), b""):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import struct
 import threading
@@ -152,6 +153,20 @@ def test_download_verifies_checksum(server, tmp_path):
     with pytest.raises(ValueError, match="SHA-256"):
         D.load_mnist(cache2, download_missing=True, base_url=url, sha256=bad)
     assert list(cache2.iterdir()) == []
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_downloaded_file_has_the_usual_permissions(server, tmp_path, mask, mode):
+    root, url = server
+    (root / "x.bin").write_bytes(b"some bytes")
+    digest = hashlib.sha256(b"some bytes").hexdigest()
+    old = os.umask(mask)
+    try:
+        got = D.download(url + "x.bin", tmp_path / "cache" / "x.bin", digest)
+    finally:
+        os.umask(old)
+    assert got.read_bytes() == b"some bytes"
+    assert oct(got.stat().st_mode & 0o777) == oct(mode)
 
 
 def test_download_offline_gives_clear_error(tmp_path):
