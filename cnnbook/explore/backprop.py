@@ -519,48 +519,46 @@ def plot_digits(images: Any, titles: Sequence[str], ncols: int = 8) -> Any:
     return fig
 
 
-def plot_filters(w: Any, ncols: int = 8, title: str | None = None) -> Any:
-    """w (F, C, KH, KW) -> a grid of F·C kernels, each with its own symmetric
-    colour scale (red positive, blue negative); the figure."""
+def _image_grid(
+    images: np.ndarray, ncols: int, cell: float, title: str | None, signed: bool
+) -> Any:
+    """images (K, H, W) -> a grid figure, ``ncols`` wide, ``cell`` inches per image.
+
+    ``signed``: each image on its own symmetric red/blue scale; else viridis.
+    """
     import matplotlib.pyplot as plt
 
-    k = np.asarray(B.to_numpy(w), dtype=np.float64)
-    F, C, KH, KW = k.shape
-    flat = k.reshape(F * C, KH, KW)
-    ncols = min(ncols, len(flat))
-    nrows = math.ceil(len(flat) / ncols)
+    ncols = min(ncols, len(images))
+    nrows = math.ceil(len(images) / ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(0.8 * ncols, 0.8 * nrows + 0.3), squeeze=False
+        nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
-    for ax, kern in zip(axes.flat, flat, strict=False):
-        m = np.abs(kern).max() or 1.0
-        ax.imshow(kern, cmap="RdBu_r", vmin=-m, vmax=m)
+    for ax, img in zip(axes.flat, images, strict=False):
+        if signed:
+            m = np.abs(img).max() or 1.0
+            ax.imshow(img, cmap="RdBu_r", vmin=-m, vmax=m)
+        else:
+            ax.imshow(img, cmap="viridis")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_filters(w: Any, ncols: int = 8, title: str | None = None) -> Any:
+    """w (F, C, KH, KW) -> a grid of F·C kernels, each with its own symmetric
+    colour scale (red positive, blue negative); the figure."""
+    k = np.asarray(B.to_numpy(w), dtype=np.float64)
+    F, C, KH, KW = k.shape
+    return _image_grid(k.reshape(F * C, KH, KW), ncols, 0.8, title, signed=True)
 
 
 def plot_feature_maps(maps: Any, ncols: int = 8, title: str | None = None) -> Any:
     """maps (C, H, W) of one image -> a grid of C feature maps; the figure."""
-    import matplotlib.pyplot as plt
-
     a = np.asarray(B.to_numpy(maps), dtype=np.float64)
-    ncols = min(ncols, len(a))
-    nrows = math.ceil(len(a) / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(1.0 * ncols, 1.0 * nrows + 0.3), squeeze=False
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, m in zip(axes.flat, a, strict=False):
-        ax.imshow(m, cmap="viridis")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _image_grid(a, ncols, 1.0, title, signed=False)
 
 
 class LiveCurves:
