@@ -10,6 +10,9 @@ never drift from the code.
 ``show_source(obj)``
     Displays it in a notebook: a highlighted Markdown code block headed by the file
     it comes from; plain text outside Jupyter.
+``animation_html(anim, name)``
+    A matplotlib animation as self-contained, repeatable HTML: the static
+    counterpart of an explorer, for pages without a Python kernel.
 
 >>> print(source(source).splitlines()[0])
 def source(obj: Any) -> str:
@@ -19,10 +22,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import textwrap
 from typing import Any
 
-__all__ = ["show_source", "source", "source_path"]
+__all__ = ["animation_html", "show_source", "source", "source_path"]
 
 
 def source(obj: Any) -> str:
@@ -92,3 +96,37 @@ def show_source(obj: Any, *, header: bool = True) -> None:
     while fence in code:  # a fence longer than any backtick run inside the code
         fence += "`"
     display(Markdown(f"{fence}python\n{code}{fence}"))
+
+
+# matplotlib's player buttons use Font Awesome from a CDN; Unicode works offline
+_PLAYER_ICONS = {
+    "fa fa-minus": "−",
+    "fa fa-fast-backward": "|◀◀",
+    "fa fa-step-backward": "|◀",
+    "fa fa-play fa-flip-horizontal": "◀",
+    "fa fa-pause": "❚❚",
+    "fa fa-play": "▶",
+    "fa fa-step-forward": "▶|",
+    "fa fa-fast-forward": "▶▶|",
+    "fa fa-plus": "+",
+}
+
+
+def animation_html(
+    anim: Any, name: str, default_mode: str = "once", fps: float | None = None
+) -> str:
+    """``anim.to_jshtml()`` made self-contained and stable.
+
+    matplotlib's random element id becomes ``name`` (re-executing a notebook
+    stores the same text, which nbval compares), and the player's Font Awesome
+    icons, fetched from a CDN, become Unicode symbols (the page works offline).
+    ``default_mode`` is "once", "loop" or "reflect".
+    """
+    html = anim.to_jshtml(fps=fps, default_mode=default_mode)
+    found = re.search(r"_anim_img([0-9a-f]{32})", html)
+    if found:
+        html = html.replace(found.group(1), name)
+    html = re.sub(r'<link rel="stylesheet"\s*href="https?://[^"]*">', "", html)
+    for icon, symbol in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', symbol)
+    return html

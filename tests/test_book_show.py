@@ -93,3 +93,29 @@ def test_show_source_fence_survives_backticks_in_code(monkeypatch):
     monkeypatch.setattr(display_mod, "display", shown.append)
     show_source(with_fence, header=False)
     assert shown[0].data.startswith("````python\n")
+
+
+def test_animation_html_is_offline_and_repeatable():
+    """Two renders of one animation give identical HTML, with the given id, no
+    stylesheet from the internet and no Font Awesome icons left."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    from cnnbook.show import animation_html
+
+    def render() -> str:
+        fig, ax = plt.subplots(figsize=(1, 1), dpi=20)
+        (line,) = ax.plot([0, 1], [0, 0])
+        anim = FuncAnimation(fig, lambda i: line.set_ydata([i, i]), frames=2)
+        html = animation_html(anim, "demo")
+        plt.close(fig)
+        return html
+
+    first, second = render(), render()
+    assert first == second
+    assert "_anim_imgdemo" in first
+    assert "https://" not in first and 'class="fa ' not in first
+    assert "▶" in first

@@ -27,6 +27,7 @@ import numpy as np
 
 from cnnbook import backend as B
 from cnnbook import functional as F
+from cnnbook import show
 from cnnbook.nn import init as I
 
 __all__ = [
@@ -377,6 +378,6 @@ def animation_html(
         return []
 
     anim = FuncAnimation(fig, frame, frames=len(states), interval=1500, blit=False)
-    html = anim.to_jshtml(fps=1, default_mode="once")
+    html = show.animation_html(anim, "activation_states", fps=1)
     plt.close(fig)
     return html

@@ -24,7 +24,6 @@ OH×OW output, K classes.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from cnnbook import backend as B
 from cnnbook.functional import conv2d_forward
 from cnnbook.nn import Parameter
 from cnnbook.optim import SGD, Adam, Optimizer
+from cnnbook.show import animation_html
 
 __all__ = [
     "OPTIMIZERS",
@@ -382,10 +382,9 @@ def trajectory_animation(
         return lines
 
     anim = FuncAnimation(fig, draw, frames=frames + 1, interval=150, blit=False)
-    html = anim.to_jshtml(default_mode="once")
+    html = animation_html(anim, name)
     plt.close(fig)
-    uid = re.search(r"_anim_img([0-9a-f]+)", html)
-    return html.replace(uid.group(1), name) if uid else html
+    return html
 
 
 def trajectory_explorer(steps: int = 80) -> Any:

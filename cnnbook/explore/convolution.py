@@ -23,6 +23,7 @@ import numpy as np
 
 from cnnbook.backend import device_of, namespace, to_numpy
 from cnnbook.functional import conv2d_forward, conv_output_size
+from cnnbook.show import animation_html
 
 __all__ = [
     "KERNELS",
@@ -371,34 +372,6 @@ def kernel_explorer(image: Any):
     return w.VBox([w.HBox([controls, w.VBox([stride, padding, dilation])]), out])
 
 
-_ICONS = {
-    "fa fa-minus": "−",
-    "fa fa-fast-backward": "|◀◀",
-    "fa fa-step-backward": "|◀",
-    "fa fa-play fa-flip-horizontal": "◀",
-    "fa fa-pause": "❚❚",
-    "fa fa-play": "▶",
-    "fa fa-step-forward": "▶|",
-    "fa fa-fast-forward": "▶▶|",
-    "fa fa-plus": "+",
-}
-
-
-def _jshtml(anim, name: str) -> str:
-    """An animation's HTML, self-contained and stable: matplotlib's random element
-    id becomes ``name`` (re-executing the notebook stores the same text) and the
-    buttons' Font Awesome icons, fetched from a CDN, become Unicode symbols (the
-    page works offline)."""
-    html = anim.to_jshtml(default_mode="once")
-    found = re.search(r"_anim_img([0-9a-f]{32})", html)
-    if found:
-        html = html.replace(found.group(1), name)
-    html = re.sub(r'<link rel="stylesheet"\s*href="https?://[^"]*">', "", html)
-    for icon, symbol in _ICONS.items():
-        html = html.replace(f'<i class="{icon}"></i>', symbol)
-    return html
-
-
 def settings_animation(image: Any, settings: list[dict], interval: int = 1500) -> str:
     """image (H, W), settings: dicts of kernel (name or array), stride, padding,
     dilation -> HTML of a JavaScript animation, one frame per setting: the kernel
@@ -425,7 +398,7 @@ def settings_animation(image: Any, settings: list[dict], interval: int = 1500) -
         return []
 
     anim = FuncAnimation(fig, frame, frames=len(settings), interval=interval)
-    html = _jshtml(anim, "kernel_settings")
+    html = animation_html(anim, "kernel_settings")
     plt.close(fig)
     return html
 
@@ -542,6 +515,6 @@ def step_animation(
         return []
 
     anim = FuncAnimation(fig, frame, frames=OH * OW, interval=interval)
-    html = _jshtml(anim, "conv_step")
+    html = animation_html(anim, "conv_step")
     plt.close(fig)
     return html

@@ -17,7 +17,6 @@ package's own (:mod:`cnnbook.functional`); this module only composes and measure
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from cnnbook.functional import (
     max_pool2d_forward,
     relu_forward,
 )
+from cnnbook.show import animation_html
 
 __all__ = [
     "POOLS",
@@ -345,9 +345,6 @@ def states_animation(
         return []
 
     anim = FuncAnimation(fig, frame, frames=len(states), interval=900)
-    html = anim.to_jshtml(default_mode="loop")
+    html = animation_html(anim, name, default_mode="loop")
     plt.close(fig)
-    # matplotlib names the elements with a random uuid; a fixed name keeps the
-    # stored output identical from run to run (nbval compares it)
-    uid = re.search(r"_anim_img([0-9a-f]+)", html).group(1)
-    return html.replace(uid, name)
+    return html
