@@ -29,7 +29,26 @@ import numpy as np
 
 from cnnbook.backend import asarray, device_of, namespace, numpy_dtype, to_numpy
 
-__all__ = ["check", "check_loss", "numerical_gradient", "rel_error"]
+__all__ = ["below", "check", "check_loss", "numerical_gradient", "rel_error"]
+
+
+def below(err: float, limit: float) -> str:
+    """A relative error shown as the bound it was checked against: ``"< 1e-8"``.
+
+    The last digits of a finite-difference error depend on the machine's
+    arithmetic (BLAS kernels, SIMD width, thread count); the bound a claim needs
+    does not. So the book prints this, and it raises if the bound does not hold.
+
+    >>> below(3e-10, 1e-8)
+    '< 1e-8'
+    >>> below(2e-7, 1e-7)
+    Traceback (most recent call last):
+    AssertionError: relative error 2.0e-07 is not below 1e-07
+    """
+    if not err < limit:
+        raise AssertionError(f"relative error {err:.1e} is not below {limit:.0e}")
+    mantissa, exponent = f"{limit:.0e}".split("e")
+    return f"< {mantissa}e{int(exponent)}"
 
 
 def rel_error(a: Any, b: Any) -> float:

@@ -23,7 +23,7 @@ for name in "$@"; do
     nb="${nb#book/book/}"
     [ -f "$nb" ] || continue  # Markdown pages (api, bibliography) have nothing to run
     start=$(date +%s)
-    if ! "$venv/bin/jupyter" execute --inplace "$nb" 2> >(
+    if ! "$venv/bin/jupyter" execute --inplace --timeout=900 "$nb" 2> >(
         grep -v 'running over TCP without encryption' >&2); then
         echo "execute: $nb failed" >&2
         exit 1

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run every test: lint and format, unit and property tests with doctests, the
 # PyTorch-parity tests (skipped with a reason if torch is absent), every
-# notebook re-executed by nbval in strict mode, and the published book opened
-# in headless Chromium. Sets up its own environment first.
+# notebook re-executed by nbval in strict mode (under the pinned arithmetic, then
+# under the other CPU configuration this machine can emulate), the published book
+# opened in headless Chromium, and a chapter opened in JupyterLab. Sets up its own
+# environment first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,16 @@ fi
 echo "== unit, property, parity and browser tests, doctests"
 CI=${CI:-true} MPLBACKEND=Agg pytest -q -p no:cacheprovider tests cnnbook
 
-echo "== notebooks: nbval, strict"
+# Chapters are executed and compared under pinned arithmetic (the same settings that
+# scripts/execute_notebooks.sh stores outputs with): see docs/AUTHORING.md.
+export CNNBOOK_PYTHON="$venv/bin/python"
+# shellcheck source=scripts/pinned_arithmetic.sh
+source scripts/pinned_arithmetic.sh
+echo "== notebooks: nbval, strict, pinned arithmetic" \
+  "(OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-native}," \
+  "NPY_DISABLE_CPU_FEATURES=${NPY_DISABLE_CPU_FEATURES:-none})"
 pytest -q -p no:cacheprovider --nbval --nbval-current-env \
   --nbval-sanitize-with book/nbval_sanitize.cfg book/
+
+echo "== notebooks: nbval, strict, under the other CPU configuration"
+python scripts/nbval_other_cpu.py
