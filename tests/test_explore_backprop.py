@@ -9,7 +9,7 @@ import pytest
 from cnnbook.explore import backprop as E
 from cnnbook.functional import conv2d_backward, conv2d_forward, softmax_cross_entropy
 from cnnbook.gradcheck import rel_error
-from cnnbook.train import History
+from cnnbook.history import History
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -30,6 +30,7 @@ from cnnbook import backend as B
 from cnnbook.nn.module import Parameter
 
 __all__ = [
+    "INITS",
     "calculate_gain",
     "fans",
     "generator",
@@ -40,6 +41,7 @@ __all__ = [
     "manual_seed",
     "pytorch_default",
     "uniform",
+    "weights",
     "xavier_normal",
     "xavier_normal_",
     "xavier_uniform",
@@ -144,10 +146,10 @@ def pytorch_default(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(weight, bias) as PyTorch's Conv2d/Linear initialise them:
     U(−1/√fan_in, 1/√fan_in) for both."""
-    g = generator(rng)
+    gen = generator(rng)
     bound = 1.0 / math.sqrt(fans(weight_shape)[0])
-    w = uniform(weight_shape, bound, g)
-    return w, (uniform((weight_shape[0],), bound, g) if bias else None)
+    w = uniform(weight_shape, bound, gen)
+    return w, (uniform((weight_shape[0],), bound, gen) if bias else None)
 
 
 def _fill(param: Parameter, host: np.ndarray) -> Parameter:
@@ -186,3 +188,28 @@ def xavier_uniform_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Par
 def xavier_normal_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Parameter:
     """Fill ``param`` with :func:`xavier_normal` samples."""
     return _fill(param, xavier_normal(param.shape, gain, rng))
+
+
+#: The schemes a layer's ``init=`` argument names (see :func:`weights`).
+INITS = ("default", "he", "xavier")
+
+
+def weights(
+    shape: tuple[int, ...],
+    bias: bool,
+    scheme: str = "default",
+    rng: Any = None,
+    nonlinearity: str = "relu",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Host (weight, bias or None) for a layer under the named scheme:
+    ``"default"`` (:func:`pytorch_default`), ``"he"`` (:func:`kaiming_normal`,
+    zero bias) or ``"xavier"`` (:func:`xavier_uniform`, zero bias)."""
+    if scheme == "default":
+        return pytorch_default(shape, bias, rng)
+    if scheme == "he":
+        w = kaiming_normal(shape, nonlinearity=nonlinearity, rng=rng)
+    elif scheme == "xavier":
+        w = xavier_uniform(shape, rng=rng)
+    else:
+        raise ValueError(f"unknown init {scheme!r}; choose one of {INITS}")
+    return w, (np.zeros(shape[0]) if bias else None)
