@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: The extras of ``pyproject.toml`` and the modules each one provides.
+#: The extras of ``pyproject.toml`` whose modules :func:`require` imports.
+#: (The array libraries of the ``gpu`` and ``strict`` extras are the business
+#: of :mod:`cnnbook.backend` alone, which names those extras itself.)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "data": ("mlxtend", "sklearn", "skimage"),
     "plot": ("matplotlib",),
-    "gpu": ("cupy",),
+    "widgets": ("ipywidgets",),
 }
 
 

@@ -230,19 +230,13 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019)."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019); the other
+    arguments as :class:`Adam`'s."""
 
     _decoupled = True
 
-    def __init__(
-        self,
-        params: Iterable[Parameter],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-    ):
-        super().__init__(params, lr, betas, eps, weight_decay)
+    def __init__(self, params: Iterable[Parameter], lr=1e-3, weight_decay=1e-2, **kw):
+        super().__init__(params, lr, weight_decay=weight_decay, **kw)
 
 
 # ----------------------------------------------------------------------------

@@ -28,8 +28,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 echo "== unit, property, parity and browser tests, doctests"
-CI=${CI:-true} MPLBACKEND=Agg pytest -q -p no:cacheprovider tests cnnbook
+CI=${CI:-true} MPLBACKEND=Agg pytest -q -p no:cacheprovider tests cnnbook book/support/cnnbook_book
 
 echo "== notebooks: nbval, strict"
-pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+pytest -q -p no:cacheprovider --nbval --nbval-current-env --ignore=book/support \
   --nbval-sanitize-with book/nbval_sanitize.cfg book/

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from cnnbook.backend import device_of, scratch, split_by_mask
 from cnnbook.functional import _checks, conv, pool
-from cnnbook.functional._window import ConvGeometry, pad, window
+from cnnbook.functional._window import ConvGeometry, pad
 
 __all__ = [
     "conv2d_backward",
@@ -57,23 +57,14 @@ def _per_image(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
     return xp.permute_dims(xp.reshape(cols, (-1, geo.N, geo.OH * geo.OW)), (1, 0, 2))
 
 
-def _im2col(xp: Any, xpad: Any, geo: ConvGeometry) -> Any:
-    """:func:`cnnbook.functional.conv.im2col` into a reused buffer."""
-    cols = scratch((geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW), like=xpad)
-    for u in range(geo.KH):
-        for v in range(geo.KW):
-            rows, columns = window(geo, u, v)
-            patch = xpad[:, :, rows, columns]  # (N, C, OH, OW)
-            cols[:, u, v, ...] = xp.permute_dims(patch, (1, 0, 2, 3))
-    return xp.reshape(cols, (geo.C * geo.KH * geo.KW, geo.N * geo.OH * geo.OW))
-
-
 def conv2d_forward(
     x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1
 ) -> tuple[Any, conv.Conv2dCache]:
     """:func:`cnnbook.functional.conv2d_forward`, faster; the same cache."""
     xp, geo = conv.geometry("conv2d_forward", x, w, b, stride, padding, dilation)
-    cols = _im2col(xp, pad(xp, x, *geo.padding), geo)
+    xpad = pad(xp, x, *geo.padding)
+    buffer = scratch((geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW), like=xpad)
+    cols = conv.im2col(xp, xpad, geo, out=buffer)
     w_mat = xp.reshape(w, (geo.F, -1))  # (F, C·KH·KW)
     if narrow(geo):  # the same product, image by image
         y = w_mat @ _per_image(xp, cols, geo)  # (N, F, OH·OW)

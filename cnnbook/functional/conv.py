@@ -17,7 +17,7 @@ backward pass dW = dY·colsᵀ, db = Σ dY, dcols = Wᵀ·dY folded back by col2
 (the adjoint of im2col). They use only array-API slicing and ``@``, so they
 run unchanged on NumPy, CuPy and the strict stand-in device. The layers of
 :mod:`cnnbook.nn` run faster kernels that compute the same numbers
-(:mod:`cnnbook.functional._fast`, tested against these).
+(``cnnbook.functional._fast``, tested against these).
 """
 
 from __future__ import annotations
@@ -111,18 +111,21 @@ def conv2d_naive(x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1)
     return y
 
 
-def im2col(xp: Any, xpad: Any, geo: ConvGeometry) -> Any:
+def im2col(xp: Any, xpad: Any, geo: ConvGeometry, out: Any = None) -> Any:
     """Padded input (N, C, Hp, Wp) -> columns (C·KH·KW, N·OH·OW).
 
     Row (c, u, v) holds, for every output position (n, i, j), the input value
     that kernel tap (u, v) of channel c meets there: one strided slice of the
-    padded input per tap.
+    padded input per tap. ``out``: an array (C, KH, KW, N, OH, OW) to fill
+    instead of a new one (the fast kernels pass a buffer they reuse).
     """
-    cols = xp.empty(
-        (geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW),
-        dtype=xpad.dtype,
-        device=device_of(xpad),
-    )
+    cols = out
+    if cols is None:
+        cols = xp.empty(
+            (geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW),
+            dtype=xpad.dtype,
+            device=device_of(xpad),
+        )
     for u in range(geo.KH):
         for v in range(geo.KW):
             rows, columns = window(geo, u, v)

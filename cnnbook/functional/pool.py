@@ -10,7 +10,7 @@ Average pooling pads with zeros that count in the average (PyTorch's
 over pixels, with strided slices that run on every array backend. These are
 the definitions the pooling chapter shows; the layers of :mod:`cnnbook.nn` run
 a faster 2×2 kernel that gives the same numbers
-(:mod:`cnnbook.functional._fast`).
+(``cnnbook.functional._fast``).
 """
 
 from __future__ import annotations

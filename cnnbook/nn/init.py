@@ -100,26 +100,15 @@ def uniform(shape: tuple[int, ...], bound: float, rng: Any = None) -> np.ndarray
     return generator(rng).uniform(-bound, bound, size=shape)
 
 
-def kaiming_normal(
-    shape: tuple[int, ...],
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "relu",
-    rng: Any = None,
-) -> np.ndarray:
-    """N(0, std²), std = gain / √fan."""
+def kaiming_normal(shape, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+    """N(0, std²), std = gain / √fan, for a weight of ``shape``; ``a`` is the
+    negative slope of a leaky ReLU, ``mode`` "fan_in" or "fan_out"."""
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
     return generator(rng).normal(0.0, std, size=shape)
 
 
-def kaiming_uniform(
-    shape: tuple[int, ...],
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "relu",
-    rng: Any = None,
-) -> np.ndarray:
-    """U(−b, b), b = gain · √(3 / fan)."""
+def kaiming_uniform(shape, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+    """U(−b, b), b = gain · √(3 / fan): the variance of :func:`kaiming_normal`."""
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(shape, mode))
     return uniform(shape, bound, rng)
 
@@ -158,36 +147,24 @@ def _fill(param: Parameter, host: np.ndarray) -> Parameter:
     return param
 
 
-def kaiming_normal_(
-    param: Parameter,
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "relu",
-    rng: Any = None,
-) -> Parameter:
-    """Fill ``param`` with :func:`kaiming_normal` samples."""
-    return _fill(param, kaiming_normal(param.shape, a, mode, nonlinearity, rng))
+def kaiming_normal_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`kaiming_normal` samples (same keywords)."""
+    return _fill(param, kaiming_normal(param.shape, **kwargs))
 
 
-def kaiming_uniform_(
-    param: Parameter,
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "relu",
-    rng: Any = None,
-) -> Parameter:
-    """Fill ``param`` with :func:`kaiming_uniform` samples."""
-    return _fill(param, kaiming_uniform(param.shape, a, mode, nonlinearity, rng))
+def kaiming_uniform_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`kaiming_uniform` samples (same keywords)."""
+    return _fill(param, kaiming_uniform(param.shape, **kwargs))
 
 
-def xavier_uniform_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Parameter:
-    """Fill ``param`` with :func:`xavier_uniform` samples."""
-    return _fill(param, xavier_uniform(param.shape, gain, rng))
+def xavier_uniform_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`xavier_uniform` samples (same keywords)."""
+    return _fill(param, xavier_uniform(param.shape, **kwargs))
 
 
-def xavier_normal_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Parameter:
-    """Fill ``param`` with :func:`xavier_normal` samples."""
-    return _fill(param, xavier_normal(param.shape, gain, rng))
+def xavier_normal_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`xavier_normal` samples (same keywords)."""
+    return _fill(param, xavier_normal(param.shape, **kwargs))
 
 
 #: The schemes a layer's ``init=`` argument names (see :func:`weights`).

@@ -73,7 +73,7 @@ class Conv2d(Module):
 
     weight (C_out, C_in, KH, KW), bias (C_out,), as PyTorch's ``nn.Conv2d``.
     Computes :func:`cnnbook.functional.conv2d_forward` and its backward pass
-    with the fast kernels of :mod:`cnnbook.functional._fast`.
+    with the fast kernels of ``cnnbook.functional._fast``.
 
     ``input_grad=False`` (an argument, and an attribute you may set later)
     says that nothing needs the gradient of this layer's input, as PyTorch's
@@ -183,25 +183,33 @@ class Linear(Module):
         )
 
 
-class _Pool(Module):
-    """Pooling with a window: ``forward_op``/``backward_op`` set by subclasses."""
+class _Stateless(Module):
+    """A layer without parameters: the functional pair ``forward_op`` /
+    ``backward_op`` (set by each subclass), called with the layer's settings
+    ``self._settings()`` after the input."""
 
     forward_op: Any = None
     backward_op: Any = None
 
+    def _settings(self) -> tuple:
+        return ()
+
+    def forward(self, x):
+        y, self._cache = type(self).forward_op(x, *self._settings())
+        return y
+
+    def _backward(self, dy):
+        return type(self).backward_op(dy, _saved(self))
+
+
+class _Pool(_Stateless):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self._cache = None
 
-    def forward(self, x):
-        y, self._cache = type(self).forward_op(
-            x, self.kernel_size, self.stride, self.padding
-        )
-        return y
-
-    def _backward(self, dy):
-        return type(self).backward_op(dy, _saved(self))
+    def _settings(self):
+        return self.kernel_size, self.stride, self.padding
 
     def extra_repr(self):
         stride = self.kernel_size if self.stride is None else self.stride
@@ -225,65 +233,45 @@ class AvgPool2d(_Pool):
     backward_op = staticmethod(F.avg_pool2d_backward)
 
 
-class GlobalAvgPool2d(Module):
-    """x (N, C, H, W) -> (N, C): the mean over each channel's H·W values."""
-
-    def forward(self, x):
-        y, self._cache = F.global_avg_pool2d_forward(x)
-        return y
-
-    def _backward(self, dy):
-        return F.global_avg_pool2d_backward(dy, _saved(self))
+def _stateless(name: str, forward: Any, backward: Any, doc: str) -> type[_Stateless]:
+    """A parameter-free layer class computing the functional pair."""
+    namespace = {"__doc__": doc, "__module__": __name__}
+    namespace.update(
+        forward_op=staticmethod(forward), backward_op=staticmethod(backward)
+    )
+    return type(name, (_Stateless,), namespace)
 
 
-class _Activation(Module):
-    """An elementwise function: ``forward_op``/``backward_op`` set by subclasses."""
-
-    forward_op: Any = None
-    backward_op: Any = None
-
-    def forward(self, x):
-        y, self._cache = type(self).forward_op(x)
-        return y
-
-    def _backward(self, dy):
-        return type(self).backward_op(dy, _saved(self))
-
-
-class ReLU(_Activation):
-    """y = max(x, 0), elementwise."""
-
-    forward_op = staticmethod(F.relu_forward)
-    backward_op = staticmethod(F.relu_backward)
+GlobalAvgPool2d = _stateless(
+    "GlobalAvgPool2d",
+    F.global_avg_pool2d_forward,
+    F.global_avg_pool2d_backward,
+    "x (N, C, H, W) -> (N, C): the mean over each channel's H·W values.",
+)
+ReLU = _stateless(
+    "ReLU", F.relu_forward, F.relu_backward, "y = max(x, 0), elementwise."
+)
+Sigmoid = _stateless(
+    "Sigmoid",
+    F.sigmoid_forward,
+    F.sigmoid_backward,
+    "y = 1 / (1 + e^(−x)), elementwise.",
+)
+Tanh = _stateless("Tanh", F.tanh_forward, F.tanh_backward, "y = tanh x, elementwise.")
 
 
-class Sigmoid(_Activation):
-    """y = 1 / (1 + e^(−x)), elementwise."""
-
-    forward_op = staticmethod(F.sigmoid_forward)
-    backward_op = staticmethod(F.sigmoid_backward)
-
-
-class Tanh(_Activation):
-    """y = tanh x, elementwise."""
-
-    forward_op = staticmethod(F.tanh_forward)
-    backward_op = staticmethod(F.tanh_backward)
-
-
-class LeakyReLU(Module):
+class LeakyReLU(_Stateless):
     """y = x for x > 0, negative_slope · x otherwise."""
+
+    forward_op = staticmethod(F.leaky_relu_forward)
+    backward_op = staticmethod(F.leaky_relu_backward)
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = negative_slope
 
-    def forward(self, x):
-        y, self._cache = F.leaky_relu_forward(x, self.negative_slope)
-        return y
-
-    def _backward(self, dy):
-        return F.leaky_relu_backward(dy, _saved(self))
+    def _settings(self):
+        return (self.negative_slope,)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"

@@ -27,8 +27,8 @@ import numpy as np
 
 from cnnbook import backend as B
 from cnnbook import functional as F
-from cnnbook import show
 from cnnbook.nn import init as I
+from cnnbook_book import show
 
 __all__ = [
     "ACTIVATIONS",
