@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import cnnbook.functional as Fn  # noqa: E402
-from cnnbook.functional import _fast as fast  # noqa: E402
+from cnnbook.functional import _fast as fast_kernels  # noqa: E402
 
 try:
     import torch
@@ -92,8 +92,8 @@ def conv_case(x_shape, w_shape, stride, padding, dtype="float32"):
         x, w, b, dy = _rng_arrays(dtype, xs, ws, (F_,), (N, F_, OH, OW))
 
         def ours():
-            _y, cache = fast.conv2d_forward(x, w, b, stride, padding)
-            return fast.conv2d_backward(dy, cache)
+            _y, cache = fast_kernels.conv2d_forward(x, w, b, stride, padding)
+            return fast_kernels.conv2d_backward(dy, cache)
 
         peer = None
         if torch is not None:
@@ -118,8 +118,8 @@ def maxpool_case(x_shape, k=2, dtype="float32"):
         x, dy = _rng_arrays(dtype, xs, (xs[0], xs[1], xs[2] // k, xs[3] // k))
 
         def ours():
-            _y, cache = fast.max_pool2d_forward(x, k)
-            return fast.max_pool2d_backward(dy, cache)
+            _y, cache = fast_kernels.max_pool2d_forward(x, k)
+            return fast_kernels.max_pool2d_backward(dy, cache)
 
         peer = None
         if torch is not None:
@@ -146,7 +146,7 @@ def naive_case(fast: bool):
         if fast:
 
             def ours():
-                return fast.conv2d_forward(x, w, b, 1, 1)[0]
+                return fast_kernels.conv2d_forward(x, w, b, 1, 1)[0]
         else:
 
             def ours():
