@@ -60,8 +60,8 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     if size < 1 or size % 2 == 0:
         raise ValueError(f"gaussian_kernel: size must be odd and positive, got {size}")
     u = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))
-    return g / g.sum()
+    bump = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))
+    return bump / bump.sum()
 
 
 KERNELS: dict[str, np.ndarray] = {

@@ -242,8 +242,8 @@ def gradient_grid(
     (depth,) weight-gradient norms} for every combination, one pass each.
 
     >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
-    >>> g = gradient_grid(X, np.arange(8), depths=(2,), activations=("relu",))
-    >>> len(g), g["relu", True, True, 2].shape
+    >>> grid = gradient_grid(X, np.arange(8), depths=(2,), activations=("relu",))
+    >>> len(grid), grid["relu", True, True, 2].shape
     (4, (2,))
     """
     out = {}

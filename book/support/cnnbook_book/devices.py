@@ -259,7 +259,7 @@ def _conv_shapes(text: str) -> tuple[tuple[int, ...], tuple[int, ...], int, int]
     m = _SHAPES.match(text or "")
     if m is None:
         raise ValueError(f"not a convolution case: {text!r}")
-    x, w = (tuple(int(v) for v in g.split(",")) for g in m.group(1, 2))
+    x, w = (tuple(int(v) for v in shape.split(",")) for shape in m.group(1, 2))
     return x, w, int(m.group(3)), int(m.group(4))
 
 
