@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import cnnbook.functional as Fn  # noqa: E402
+from cnnbook.functional import _fast as fast_kernels  # noqa: E402
 
 try:
     import torch
@@ -91,8 +92,8 @@ def conv_case(x_shape, w_shape, stride, padding, dtype="float32"):
         x, w, b, dy = _rng_arrays(dtype, xs, ws, (F_,), (N, F_, OH, OW))
 
         def ours():
-            _y, cache = Fn.conv2d_forward(x, w, b, stride, padding)
-            return Fn.conv2d_backward(dy, cache)
+            _y, cache = fast_kernels.conv2d_forward(x, w, b, stride, padding)
+            return fast_kernels.conv2d_backward(dy, cache)
 
         peer = None
         if torch is not None:
@@ -117,8 +118,8 @@ def maxpool_case(x_shape, k=2, dtype="float32"):
         x, dy = _rng_arrays(dtype, xs, (xs[0], xs[1], xs[2] // k, xs[3] // k))
 
         def ours():
-            _y, cache = Fn.max_pool2d_forward(x, k)
-            return Fn.max_pool2d_backward(dy, cache)
+            _y, cache = fast_kernels.max_pool2d_forward(x, k)
+            return fast_kernels.max_pool2d_backward(dy, cache)
 
         peer = None
         if torch is not None:
@@ -145,7 +146,7 @@ def naive_case(fast: bool):
         if fast:
 
             def ours():
-                return Fn.conv2d_forward(x, w, b, 1, 1)[0]
+                return fast_kernels.conv2d_forward(x, w, b, 1, 1)[0]
         else:
 
             def ours():
@@ -227,14 +228,9 @@ def train_case(model_name: str):
         import cnnbook.models as models  # built by the training engineer
         import cnnbook.optim as optim
 
-        model = models.get_model(model_name, seed=0)
-        # As cnnbook.train.fit does: the first conv computes no dx (nobody
+        # As the book's recipes build it: the first conv computes no dx (nobody
         # needs the gradient of the data; PyTorch skips it for x without grad).
-        first = model
-        while type(first).__name__ == "Sequential" and len(first) > 0:
-            first = next(iter(first))
-        if type(first).__name__ == "Conv2d":
-            first.input_grad = False
+        model = models.get_model(model_name, seed=0, input_grad=False)
         opt = optim.SGD(model.parameters(), lr=0.01)
         batch = 4 if quick else 64
         rng = np.random.default_rng(0)

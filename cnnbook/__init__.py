@@ -13,11 +13,14 @@ from cnnbook import (
     backend,
     checkpoint,
     data,
+    files,
     functional,
     gradcheck,
+    history,
     models,
     nn,
     optim,
+    recipes,
     train,
 )
 from cnnbook.backend import to_numpy, use
@@ -26,4 +29,5 @@ from cnnbook.checkpoint import load, save
 __version__ = "0.1.0"
 
 __all__ = ["backend", "functional", "gradcheck", "to_numpy", "use"]
-__all__ += ["checkpoint", "data", "load", "models", "nn", "optim", "save", "train"]
+__all__ += ["checkpoint", "data", "files", "history", "load", "models", "nn", "optim"]
+__all__ += ["recipes", "save", "train"]

@@ -101,7 +101,7 @@ def _load(backend: str) -> Any:
         except ImportError as err:
             raise RuntimeError(
                 "cnnbook.use('strict') needs array_api_strict: "
-                "pip install array-api-strict"
+                "pip install 'cnnbook[strict]'"
             ) from err
         return array_api_strict
     try:

@@ -1,9 +1,9 @@
 """Checkpoints: a model (and optimizer, history) in one ``.npz`` file.
 
 ``save`` writes to a temporary file in the same folder and renames it into
-place (``os.replace``), so a crash never leaves a half-written checkpoint and
-an existing file survives any failure. Arrays are stored as NumPy (a
-checkpoint written on one backend loads on any other) together with an
+place (:func:`cnnbook.files.atomic_write`), so a crash never leaves a
+half-written checkpoint and an existing file survives any failure. Arrays are
+stored as NumPy (a checkpoint written on one backend loads on any other) with an
 architecture signature (each parameter's key, shape and dtype): ``load``
 checks the file and the signature before it writes anything, and names the
 first mismatching parameter.
@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cnnbook.files import atomic_write
+from cnnbook.history import History
 
 __all__ = ["CheckpointError", "load", "read_meta", "save"]
 
@@ -68,32 +70,8 @@ def save(
         for k, v in optimizer.state_dict().items():
             arrays[f"optimizer/{k}"] = np.asarray(v)
     arrays["info"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        give_usual_mode(tmp)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def give_usual_mode(path: str | os.PathLike) -> None:
-    """Give ``path`` the mode a plain ``open(path, "w")`` would have (0o666 less
-    the umask): ``tempfile.mkstemp``'s 0600 would hide the file from others
-    once it is renamed into place. Used by :func:`cnnbook.data.download` too."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    """The process's file-creation mask (reading it means setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with atomic_write(path) as f:
+        np.savez(f, allow_pickle=False, **arrays)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -144,7 +122,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def load(path: str | os.PathLike, model: Any, optimizer: Any = None) -> Any:
     """Load a checkpoint into ``model`` (and ``optimizer``); returns the saved
-    :class:`~cnnbook.train.History` or None.
+    :class:`~cnnbook.history.History` or None.
 
     Everything is checked before anything is written: a corrupt file, a
     different architecture (the error names the first mismatching parameter)
@@ -201,6 +179,4 @@ def load(path: str | os.PathLike, model: Any, optimizer: Any = None) -> Any:
             ) from err
     if info.get("history") is None:
         return None
-    from cnnbook.train import History
-
     return History.from_dict(info["history"])

@@ -1,7 +1,7 @@
 """Command line: ``python -m cnnbook train …`` and ``python -m cnnbook evaluate …``.
 
 ``train --model lenet5`` with no other option uses the book's recipe
-(:data:`cnnbook.train.RECIPES`); each option overrides one setting. Bad
+(:data:`cnnbook.recipes.RECIPES`); each option overrides one setting. Bad
 options exit with status 2 and a message; a failure while running (missing
 file, corrupt checkpoint) exits with status 1 and a message, no traceback.
 """
@@ -50,7 +50,8 @@ def _add_backend_option(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m cnnbook``: sub-commands ``train`` and ``evaluate``."""
     from cnnbook.models import MODELS
-    from cnnbook.train import DATASETS, OPTIMIZERS, RECIPES, SCHEDULES
+    from cnnbook.optim import OPTIMIZERS, SCHEDULES
+    from cnnbook.recipes import DATASETS, RECIPES
 
     p = argparse.ArgumentParser(
         prog="python -m cnnbook",
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from cnnbook.checkpoint import save
-    from cnnbook.train import recipe, train_recipe
+    from cnnbook.recipes import recipe, train_recipe
 
     overrides = {
         k: getattr(args, k)
@@ -160,7 +161,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cnnbook.checkpoint import load, read_meta
     from cnnbook.data import DataLoader
     from cnnbook.models import get_model
-    from cnnbook.train import DATASETS, evaluate
+    from cnnbook.recipes import DATASETS
+    from cnnbook.train import evaluate
 
     info = read_meta(args.checkpoint)
     config = info.get("config")

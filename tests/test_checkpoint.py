@@ -9,7 +9,7 @@ import pytest
 
 import cnnbook.backend as B
 from cnnbook import checkpoint, models, nn, optim
-from cnnbook.train import History
+from cnnbook.history import History
 
 
 def _trained(seed=0):

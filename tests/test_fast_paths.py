@@ -1,7 +1,10 @@
-"""The fast special cases agree with the general kernels they shortcut, on
-every backend: pairwise 2×2 max-pooling against the loop over window offsets
-(ties, NaN, infinite gradients, odd sizes), the stride-1 "flat shift" input
-gradient of conv2d against col2im, and the ``input_grad=False`` cache flag."""
+"""Every fast kernel (``cnnbook.functional._fast``) equals the reference it
+replaces (``cnnbook.functional.conv`` and ``.pool``), on every backend, on
+random shapes and on cases chosen to reach each branch: the image-by-image and
+the wide (F·C·KH·KW > 4096) products, the stride-1 "flat shift" input gradient
+(in one block and in several) and col2im, ``input_grad=False``; pairwise 2×2
+max-pooling with ties, NaN and infinite gradients, and the fall-through to
+the reference for every other window."""
 
 from __future__ import annotations
 
@@ -9,35 +12,159 @@ import numpy as np
 import pytest
 
 import cnnbook.functional as Fn
-from cnnbook.functional import conv as conv_module
-from cnnbook.functional import pool as pool_module
+from cnnbook.functional import _fast as fast
 
 
-def _general_max_pool(monkeypatch, backend, x, dy):
-    """The loop over window offsets, with the pairwise shortcut switched off."""
-    with monkeypatch.context() as m:
-        m.setattr(pool_module, "_pairwise", lambda g: False)
-        y, cache = Fn.max_pool2d_forward(x, 2)
-        return backend.to_numpy(y), backend.to_numpy(Fn.max_pool2d_backward(dy, cache))
+def _random_conv_case(seed: int):
+    """A random convolution: shapes, stride, padding, dilation, bias."""
+    r = np.random.default_rng(seed)
+    N, C, F = (int(v) for v in r.integers(1, 4, 3))
+    KH, KW = (int(v) for v in r.integers(1, 4, 2))
+    stride = (int(r.integers(1, 3)), int(r.integers(1, 3)))
+    dilation = (int(r.integers(1, 3)), int(r.integers(1, 3)))
+    padding = (int(r.integers(0, 3)), int(r.integers(0, 3)))
+    H = int(r.integers(dilation[0] * (KH - 1) + 1, 12))
+    W = int(r.integers(dilation[1] * (KW - 1) + 1, 12))
+    bias = bool(r.integers(0, 2))
+    return (N, C, H, W), (F, C, KH, KW), stride, padding, dilation, bias
+
+
+# (x shape, w shape, stride, padding, dilation, bias): the branch each reaches
+BRANCH_CASES = {
+    "narrow, stride 1 (flat shift)": ((2, 3, 7, 6), (4, 3, 3, 2), 1, 1, 1, True),
+    "narrow, stride 2 (col2im)": ((2, 2, 9, 8), (3, 2, 3, 3), 2, 1, 1, True),
+    "narrow, dilated, flat shift": ((1, 2, 9, 10), (2, 2, 3, 2), 1, 2, (2, 3), False),
+    "narrow, stride (1, 2) (col2im)": ((1, 1, 9, 9), (2, 1, 5, 5), (1, 2), 2, 1, True),
+    # F·C·KH·KW = 64·8·3·3 = 4608 > 4096: one wide product, as in VGG's layers
+    "wide, stride 1 (flat shift)": ((2, 8, 6, 6), (64, 8, 3, 3), 1, 1, 1, True),
+    "wide, stride 2 (col2im)": ((2, 8, 7, 7), (64, 8, 3, 3), 2, 1, 1, False),
+    "wide, 1×1 kernel": ((2, 80, 3, 3), (64, 80, 1, 1), 1, 0, 1, True),
+}
+CONV_CASES = list(BRANCH_CASES.values()) + [_random_conv_case(s) for s in range(8)]
+
+
+def test_branch_cases_reach_every_convolution_branch():
+    seen = set()
+    for x_shape, w_shape, stride, padding, dilation, _bias in CONV_CASES:
+        x, w = np.zeros(x_shape), np.zeros(w_shape)
+        _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation)
+        seen.add((fast.narrow(geo), geo.stride == (1, 1)))
+    assert seen == {(True, True), (True, False), (False, True), (False, False)}
+
+
+def _conv_both(backend, case, seed=0, dtype=np.float64):
+    """(fast, reference) results: y, dx, dw, db as NumPy arrays."""
+    x_shape, w_shape, stride, padding, dilation, bias = case
+    rng = np.random.default_rng(seed)
+    x = backend.asarray(rng.standard_normal(x_shape), dtype)
+    w = backend.asarray(rng.standard_normal(w_shape), dtype)
+    b = backend.asarray(rng.standard_normal(w_shape[0]), dtype) if bias else None
+    out = []
+    for forward, backward in (
+        (fast.conv2d_forward, fast.conv2d_backward),
+        (Fn.conv2d_forward, Fn.conv2d_backward),
+    ):
+        y, cache = forward(x, w, b, stride, padding, dilation)
+        dy = backend.asarray(np.random.default_rng(seed + 1).standard_normal(y.shape))
+        dy = backend.asarray(backend.to_numpy(dy), dtype)
+        grads = backward(dy, cache)
+        out.append([None if a is None else backend.to_numpy(a) for a in (y, *grads)])
+    return out
+
+
+def _assert_same(got, want, tol):
+    for name, a, e in zip(("y", "dx", "dw", "db"), got, want, strict=True):
+        if e is None:
+            assert a is None, name
+        else:
+            np.testing.assert_allclose(a, e, rtol=tol, atol=tol, err_msg=name)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: str(c[:2]))
+def test_fast_conv_equals_reference(backend, case):
+    got, want = _conv_both(backend, case)
+    _assert_same(got, want, 1e-11)
+
+
+@pytest.mark.parametrize(
+    "name", ["narrow, stride 1 (flat shift)", "wide, stride 2 (col2im)"]
+)
+def test_fast_conv_equals_reference_float32(backend, name):
+    got, want = _conv_both(backend, BRANCH_CASES[name], dtype=np.float32)
+    _assert_same(got, want, 2e-4)
+
+
+def test_flat_shift_in_several_channel_blocks(backend, monkeypatch):
+    """input_grad_flat computes Wᵀ·dY in channel blocks of about BLOCK
+    elements; a VGG-sized layer needs several. A small BLOCK makes this small
+    layer take 1 channel, then 2, per block: the sum is the same."""
+    case = BRANCH_CASES["narrow, stride 1 (flat shift)"]
+    want = _conv_both(backend, case)[1]
+    for block in (1, 2 * 9 * 2 * 9 * 8):
+        monkeypatch.setattr(fast, "BLOCK", block)
+        _assert_same(_conv_both(backend, case)[0], want, 1e-11)
+
+
+def test_input_grad_false_skips_dx_only(backend):
+    rng = np.random.default_rng(3)
+    x = backend.asarray(rng.standard_normal((2, 3, 6, 6)), np.float32)
+    w = backend.asarray(rng.standard_normal((4, 3, 3, 3)), np.float32)
+    b = backend.asarray(rng.standard_normal(4), np.float32)
+    y, cache = fast.conv2d_forward(x, w, b, 1, 1)
+    dy = backend.asarray(rng.standard_normal(tuple(y.shape)), np.float32)
+    dx, dw, db = fast.conv2d_backward(dy, cache)
+    assert dx is not None  # the default returns dx
+    none, dw2, db2 = fast.conv2d_backward(dy, cache, input_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(backend.to_numpy(dw2), backend.to_numpy(dw))
+    np.testing.assert_array_equal(backend.to_numpy(db2), backend.to_numpy(db))
+
+
+def test_fast_and_reference_caches_are_interchangeable(backend):
+    """Both forwards build the same Conv2dCache: either backward accepts it."""
+    rng = np.random.default_rng(4)
+    x = backend.asarray(rng.standard_normal((2, 3, 6, 6)))
+    w = backend.asarray(rng.standard_normal((4, 3, 3, 3)))
+    _, fast_cache = fast.conv2d_forward(x, w, None, 2, 1)
+    y, ref_cache = Fn.conv2d_forward(x, w, None, 2, 1)
+    dy = backend.asarray(rng.standard_normal(tuple(y.shape)))
+    for a, b in zip(
+        Fn.conv2d_backward(dy, fast_cache),
+        fast.conv2d_backward(dy, ref_cache),
+        strict=True,
+    ):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_allclose(
+                backend.to_numpy(a), backend.to_numpy(b), rtol=1e-12, atol=1e-12
+            )
+
+
+def _max_pool_both(backend, x, dy, kernel_size=2, stride=None, padding=0):
+    out = []
+    for forward, backward in (
+        (fast.max_pool2d_forward, fast.max_pool2d_backward),
+        (Fn.max_pool2d_forward, Fn.max_pool2d_backward),
+    ):
+        y, cache = forward(x, kernel_size, stride, padding)
+        out.append((backend.to_numpy(y), backend.to_numpy(backward(dy, cache))))
+    return out
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 7, 9), (3, 1, 2, 2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pairwise_max_pool_equals_general_loop(backend, monkeypatch, shape, dtype):
+def test_pairwise_max_pool_equals_reference(backend, shape, dtype):
     rng = np.random.default_rng(1)
     host = rng.integers(-3, 3, shape).astype(dtype)  # many ties
     dy_host = rng.standard_normal((shape[0], shape[1], shape[2] // 2, shape[3] // 2))
     x = backend.asarray(host, dtype)
     dy = backend.asarray(dy_host, dtype)
-    y, cache = Fn.max_pool2d_forward(x, 2)
-    dx = Fn.max_pool2d_backward(dy, cache)
-    y_ref, dx_ref = _general_max_pool(monkeypatch, backend, x, dy)
-    np.testing.assert_array_equal(backend.to_numpy(y), y_ref)
-    np.testing.assert_array_equal(backend.to_numpy(dx), dx_ref)
+    (y, dx), (y_ref, dx_ref) = _max_pool_both(backend, x, dy)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
     # each window sends its whole gradient to exactly one element
-    np.testing.assert_allclose(
-        backend.to_numpy(dx).sum(), dy_host.astype(dtype).sum(), rtol=1e-5
-    )
+    np.testing.assert_allclose(dx.sum(), dy_host.astype(dtype).sum(), rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -51,72 +178,42 @@ def test_pairwise_max_pool_equals_general_loop(backend, monkeypatch, shape, dtyp
         [[5.0, 5.0], [5.0, 5.0]],
     ],
 )
-def test_pairwise_max_pool_special_values(backend, monkeypatch, window):
+def test_pairwise_max_pool_special_values(backend, window):
     """NaN wins its window (the first NaN takes the gradient), ties go to the
-    first maximum in row-major order, like PyTorch and the general loop."""
-    host = np.array(window, np.float64).reshape(1, 1, 2, 2)
-    x = backend.asarray(host)
+    first maximum in row-major order, like PyTorch and the reference loop."""
+    x = backend.asarray(np.array(window, np.float64).reshape(1, 1, 2, 2))
     dy = backend.asarray(np.full((1, 1, 1, 1), 2.5))
-    y, cache = Fn.max_pool2d_forward(x, 2)
-    dx = backend.to_numpy(Fn.max_pool2d_backward(dy, cache))
-    y_ref, dx_ref = _general_max_pool(monkeypatch, backend, x, dy)
-    np.testing.assert_array_equal(backend.to_numpy(y), y_ref)
+    (y, dx), (y_ref, dx_ref) = _max_pool_both(backend, x, dy)
+    np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(dx, dx_ref)
     assert np.count_nonzero(dx) == 1
 
 
-def test_pairwise_max_pool_infinite_gradient(backend, monkeypatch):
+def test_pairwise_max_pool_infinite_gradient(backend):
     """An infinite upstream gradient reaches the winner only (no inf·0 = NaN)."""
     x = backend.asarray(np.arange(16.0).reshape(1, 1, 4, 4))
     dy = backend.asarray(np.array([[[[np.inf, -np.inf], [np.nan, 1.0]]]]))
-    _, cache = Fn.max_pool2d_forward(x, 2)
-    dx = backend.to_numpy(Fn.max_pool2d_backward(dy, cache))
-    _, dx_ref = _general_max_pool(monkeypatch, backend, x, dy)
+    (_, dx), (_, dx_ref) = _max_pool_both(backend, x, dy)
     np.testing.assert_array_equal(dx, dx_ref)
     assert np.isnan(dx).sum() == 1 and np.isinf(dx).sum() == 2
 
 
 @pytest.mark.parametrize(
-    "x_shape, w_shape, padding, dilation",
-    [
-        ((2, 3, 7, 6), (4, 3, 3, 2), 1, 1),
-        ((1, 1, 9, 9), (2, 1, 5, 5), 2, 1),
-        ((2, 2, 8, 7), (3, 2, 3, 3), (0, 2), 1),
-        ((1, 2, 9, 10), (2, 2, 3, 2), 2, (2, 3)),
-    ],
+    "kernel_size, stride, padding", [(3, 2, 1), (2, 1, 0), ((2, 3), None, 1), (1, 1, 0)]
 )
-def test_flat_shift_input_grad_equals_col2im(
-    backend, x_shape, w_shape, padding, dilation
+def test_other_max_pool_windows_fall_through_to_reference(
+    backend, kernel_size, stride, padding
 ):
-    """Stride-1 dx by flat shifts equals the general col2im of Wᵀ·dY."""
     rng = np.random.default_rng(2)
-    x = backend.asarray(rng.standard_normal(x_shape))
-    w = backend.asarray(rng.standard_normal(w_shape))
-    y, cache = Fn.conv2d_forward(x, w, None, 1, padding, dilation)
+    x = backend.asarray(rng.standard_normal((2, 3, 7, 8)))
+    y, cache = fast.max_pool2d_forward(x, kernel_size, stride, padding)
+    assert not isinstance(cache, fast.PairwiseCache)
     dy = backend.asarray(rng.standard_normal(tuple(y.shape)))
-    dx, _, _ = Fn.conv2d_backward(dy, cache)
-    xp, g = backend.xp, cache.geometry
-    dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (g.F, -1))
-    wt = xp.matrix_transpose(xp.reshape(w, (g.F, -1)))
-    dx_ref = conv_module.col2im(xp, wt @ dy2, g)
-    np.testing.assert_allclose(
-        backend.to_numpy(dx), backend.to_numpy(dx_ref), rtol=1e-12, atol=1e-12
+    (y, dx), (y_ref, dx_ref) = _max_pool_both(
+        backend, x, dy, kernel_size, stride, padding
     )
-
-
-def test_input_grad_flag_skips_dx_only(backend):
-    rng = np.random.default_rng(3)
-    x = backend.asarray(rng.standard_normal((2, 3, 6, 6)), np.float32)
-    w = backend.asarray(rng.standard_normal((4, 3, 3, 3)), np.float32)
-    b = backend.asarray(rng.standard_normal(4), np.float32)
-    y, cache = Fn.conv2d_forward(x, w, b, 1, 1)
-    dy = backend.asarray(rng.standard_normal(tuple(y.shape)), np.float32)
-    dx, dw, db = Fn.conv2d_backward(dy, cache)
-    assert cache.input_grad and dx is not None  # the default returns dx
-    none, dw2, db2 = Fn.conv2d_backward(dy, cache._replace(input_grad=False))
-    assert none is None
-    np.testing.assert_array_equal(backend.to_numpy(dw2), backend.to_numpy(dw))
-    np.testing.assert_array_equal(backend.to_numpy(db2), backend.to_numpy(db))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
 
 
 def test_mask_multiply_matches_where(backend):
@@ -156,25 +253,25 @@ def test_split_by_mask_routes_into_regions(backend):
 
 
 def test_scratch_reuses_only_unreferenced_buffers(backend):
-    """backend.scratch: im2col's column buffer (here 1.2 MB, above the pool's
+    """backend.scratch: the fast im2col's column buffer (here 1.2 MB, above the pool's
     1 MiB floor) is reused by a later forward pass only once nothing refers to
     it; a cache still held keeps its columns intact."""
     rng = np.random.default_rng(6)
     w = backend.asarray(rng.standard_normal((4, 8, 3, 3)))
     xs = [backend.asarray(rng.standard_normal((2, 8, 32, 32))) for _ in range(3)]
-    _, first = Fn.conv2d_forward(xs[0], w, None, 1, 1)
+    _, first = fast.conv2d_forward(xs[0], w, None, 1, 1)
     kept = backend.to_numpy(first.cols).copy()
-    _, second = Fn.conv2d_forward(xs[1], w, None, 1, 1)  # first still held
+    _, second = fast.conv2d_forward(xs[1], w, None, 1, 1)  # first still held
     np.testing.assert_array_equal(backend.to_numpy(first.cols), kept)
     assert not np.array_equal(backend.to_numpy(second.cols), kept)
-    y3, _held = Fn.conv2d_forward(xs[2], w, None, 1, 1)  # its cache stays
+    y3, _held = fast.conv2d_forward(xs[2], w, None, 1, 1)  # its cache stays
     np.testing.assert_array_equal(backend.to_numpy(first.cols), kept)
     ref = Fn.conv2d_naive(xs[2], w, None, 1, 1)
     np.testing.assert_allclose(backend.to_numpy(y3), backend.to_numpy(ref), atol=1e-12)
     if backend.name == "numpy":  # a buffer nothing refers to is handed out again
         address = id(first.cols.base)
         del first
-        _, fourth = Fn.conv2d_forward(xs[0], w, None, 1, 1)
+        _, fourth = fast.conv2d_forward(xs[0], w, None, 1, 1)
         assert id(fourth.cols.base) == address
         np.testing.assert_array_equal(fourth.cols, kept)
 

@@ -147,39 +147,57 @@ def test_history_plot_and_dict_round_trip(small_digits):
     fig = hist.plot()
     assert len(fig.axes) == 2
     assert fig.axes[0].get_ylabel() == "loss"
-    assert T.History.from_dict(hist.to_dict()) == hist
+    assert type(hist).from_dict(hist.to_dict()) == hist
 
 
 def test_recipes_and_smoke_train(backend):
-    r = T.recipe("lenet5")
+    from cnnbook import recipes as R
+
+    r = R.recipe("lenet5")
     assert r["epochs"] == 20 and r["schedule"] == "onecycle" and r["augment_shift"] == 2
-    assert T.recipe("lenet5", epochs=3)["epochs"] == 3
+    assert R.recipe("lenet5", epochs=3)["epochs"] == 3
     with pytest.raises(ValueError, match="no recipe for 'alexnet'"):
-        T.recipe("alexnet")
+        R.recipe("alexnet")
     with pytest.raises(ValueError, match="unknown settings"):
-        T.recipe("lenet5", momentum=0.9)
-    assert set(T.RECIPES) == set(models.MODELS)
-    model, hist, test = T.train_recipe(
+        R.recipe("lenet5", momentum=0.9)
+    assert set(R.RECIPES) == set(models.MODELS)
+    assert {r["optimizer"] for r in R.RECIPES.values()} <= set(optim.OPTIMIZERS)
+    model, hist, test = R.train_recipe(
         "resnet", data="digits", epochs=1, progress=False, backend=backend.name
     )
     assert len(hist) == 1 and 0.0 <= test["accuracy"] <= 1.0
     assert model.config["name"] == "resnet"
+    # the recipe's model, not fit, chose to skip the data's gradient
+    assert model.stem[0].input_grad is False
     with pytest.raises(ValueError, match="needs 28×28"):
-        T.train_recipe("lenet5", data="digits", epochs=1, progress=False)
+        R.train_recipe("lenet5", data="digits", epochs=1, progress=False)
+
+
+def test_fit_leaves_the_first_layers_input_grad_alone(small_digits):
+    """Skipping dx of the first layer is the model's documented choice
+    (``Conv2d(input_grad=...)``); fit neither sets nor resets it."""
+    model, _ = _fit(small_digits, epochs=1)
+    first = next(m for _, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    assert first.input_grad is True
 
 
 def test_make_optimizer_and_scheduler():
     params = _net().parameters()
-    assert isinstance(T.make_optimizer("adamw", params, 1e-3), optim.AdamW)
-    sgd = T.make_optimizer("sgd", params, 0.1, 1e-4)
-    assert sgd.nesterov and sgd.weight_decay == 1e-4
+    assert isinstance(optim.make_optimizer("adamw", params, 1e-3), optim.AdamW)
+    sgd = optim.make_optimizer("sgd", params, 0.1, 1e-4)
+    assert not sgd.nesterov and sgd.momentum == 0 and sgd.weight_decay == 1e-4
+    nesterov = optim.make_optimizer("nesterov", params, 0.1)
+    assert nesterov.nesterov and nesterov.momentum == 0.9
+    assert optim.make_optimizer("momentum", params, 0.1).momentum == 0.9
     with pytest.raises(ValueError, match="unknown optimizer"):
-        T.make_optimizer("rmsprop", params, 0.1)
-    assert isinstance(T.make_scheduler("cosine", sgd, 5, 10), optim.CosineAnnealingLR)
-    assert isinstance(T.make_scheduler("step", sgd, 6, 10), optim.StepLR)
-    assert T.make_scheduler("none", sgd, 5, 10) is None
+        optim.make_optimizer("rmsprop", params, 0.1)
+    assert isinstance(
+        optim.make_scheduler("cosine", sgd, 5, 10), optim.CosineAnnealingLR
+    )
+    assert isinstance(optim.make_scheduler("step", sgd, 6, 10), optim.StepLR)
+    assert optim.make_scheduler("none", sgd, 5, 10) is None
     with pytest.raises(ValueError, match="unknown schedule"):
-        T.make_scheduler("warmup", sgd, 5, 10)
+        optim.make_scheduler("warmup", sgd, 5, 10)
 
 
 def test_evaluate_and_predict_follow_the_model_backend():

@@ -14,6 +14,9 @@ References may use any public name of an object: ``cnnbook.use`` and
 Used from book/api.md inside an ``{eval-rst}`` block::
 
     .. cnnbook-api::
+    .. cnnbook-api:: cnnbook_book
+
+(the optional argument names another package: the book's helpers).
 """
 
 from __future__ import annotations
@@ -40,13 +43,16 @@ def public_modules(package: str = "cnnbook") -> list[str]:
 
 
 class CnnbookApi(SphinxDirective):
-    """Expand to an ``automodule`` section for every public cnnbook module."""
+    """Expand to an ``automodule`` section for every public module of cnnbook
+    (or of the package named by the optional argument)."""
 
     has_content = False
+    optional_arguments = 1
 
     def run(self) -> list[nodes.Node]:
         lines: list[str] = []
-        for name in public_modules():
+        package = self.arguments[0] if self.arguments else "cnnbook"
+        for name in public_modules(package):
             lines += [
                 f"``{name}``",
                 "-" * (len(name) + 4),

@@ -5,7 +5,9 @@ Every ``*_forward(...)`` returns ``(output, cache)``; the mirrored
 order. Losses return ``(loss, dprediction)``. Arrays are NCHW, weights laid out
 as PyTorch's; the array namespace (NumPy, CuPy, ...) is taken from the inputs.
 Modules follow the book: convolution, pooling, activations, dense layers,
-losses, batch normalization, dropout.
+losses, batch normalization, dropout. These are the reference definitions the
+chapters show; ``cnnbook.functional._fast`` holds the faster kernels the layers
+run, tested equal to them.
 """
 
 from cnnbook.functional.activation import (

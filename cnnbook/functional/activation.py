@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnbook.backend import mask_multiply
-from cnnbook.functional import _common as _checks
+from cnnbook.functional import _checks
 
 __all__ = [
     "gelu_backward",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cnnbook.backend import uniform
-from cnnbook.functional import _common as _checks
+from cnnbook.functional import _checks
 
 __all__ = ["dropout_backward", "dropout_forward"]
 

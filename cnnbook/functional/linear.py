@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from cnnbook.functional import _common as _checks
+from cnnbook.functional import _checks
 
 __all__ = ["linear_backward", "linear_forward"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnbook.backend import device_of, namespace
-from cnnbook.functional import _common as _checks
+from cnnbook.functional import _checks
 
 __all__ = ["log_softmax", "mse_loss", "softmax", "softmax_cross_entropy"]
 

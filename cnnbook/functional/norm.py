@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from cnnbook.functional import _common as _checks
+from cnnbook.functional import _checks
 
 __all__ = ["batch_norm_backward", "batch_norm_forward"]
 
@@ -91,20 +91,20 @@ def batch_norm_forward(
         mean, var = running_mean, running_var
     inv_std = _channel_view(xp, 1 / xp.sqrt(var + eps), x.ndim)
     xhat = (x - _channel_view(xp, mean, x.ndim)) * inv_std
-    g = _channel_view(xp, gamma, x.ndim)
-    y = g * xhat + _channel_view(xp, beta, x.ndim)
-    return y, BatchNormCache(xhat, inv_std, g, axes, training)
+    gamma_view = _channel_view(xp, gamma, x.ndim)  # broadcastable to x
+    y = gamma_view * xhat + _channel_view(xp, beta, x.ndim)
+    return y, BatchNormCache(xhat, inv_std, gamma_view, axes, training)
 
 
 def batch_norm_backward(dy: Any, cache: BatchNormCache) -> tuple[Any, Any, Any]:
     """dy (shape of x) -> dx (shape of x), dgamma (C,), dbeta (C,)."""
-    xhat, inv_std, g, axes, training = cache
+    xhat, inv_std, gamma_view, axes, training = cache
     op = "batch_norm_backward"
     xp = _checks.float_inputs(op, dy=dy, xhat=xhat)
     _checks.grad_shape(op, dy, xhat.shape)
     dbeta = xp.sum(dy, axis=axes)
     dgamma = xp.sum(dy * xhat, axis=axes)
-    dxhat = dy * g
+    dxhat = dy * gamma_view
     if not training:  # statistics are constants: y is affine in x
         return dxhat * inv_std, dgamma, dbeta
     m = xhat.size // xhat.shape[1]

@@ -43,7 +43,7 @@ class Identity(Module):
     def forward(self, x):
         return x
 
-    def backward(self, dy):
+    def _backward(self, dy):
         return dy
 
 
@@ -63,6 +63,7 @@ class Sequential(Module):
     """
 
     def __init__(self, *layers: Module | dict[str, Module]):
+        super().__init__()
         if len(layers) == 1 and isinstance(layers[0], dict):
             named = list(layers[0].items())
         else:
@@ -94,7 +95,7 @@ class Sequential(Module):
             x = _call(self, name, m, x)
         return x
 
-    def backward(self, dy):
+    def _backward(self, dy):
         for m in reversed(list(self._modules.values())):
             dy = m.backward(dy)
         return dy
@@ -107,6 +108,7 @@ class Residual(Module):
     """
 
     def __init__(self, body: Module, shortcut: Module | None = None):
+        super().__init__()
         self.body = body
         self.shortcut = shortcut if shortcut is not None else Identity()
 
@@ -120,5 +122,5 @@ class Residual(Module):
             )
         return y + s
 
-    def backward(self, dy):
+    def _backward(self, dy):
         return self.body.backward(dy) + self.shortcut.backward(dy)

@@ -30,6 +30,7 @@ from cnnbook import backend as B
 from cnnbook.nn.module import Parameter
 
 __all__ = [
+    "INITS",
     "calculate_gain",
     "fans",
     "generator",
@@ -40,6 +41,7 @@ __all__ = [
     "manual_seed",
     "pytorch_default",
     "uniform",
+    "weights",
     "xavier_normal",
     "xavier_normal_",
     "xavier_uniform",
@@ -98,26 +100,15 @@ def uniform(shape: tuple[int, ...], bound: float, rng: Any = None) -> np.ndarray
     return generator(rng).uniform(-bound, bound, size=shape)
 
 
-def kaiming_normal(
-    shape: tuple[int, ...],
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "relu",
-    rng: Any = None,
-) -> np.ndarray:
-    """N(0, std²), std = gain / √fan."""
+def kaiming_normal(shape, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+    """N(0, std²), std = gain / √fan, for a weight of ``shape``; ``a`` is the
+    negative slope of a leaky ReLU, ``mode`` "fan_in" or "fan_out"."""
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
     return generator(rng).normal(0.0, std, size=shape)
 
 
-def kaiming_uniform(
-    shape: tuple[int, ...],
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "relu",
-    rng: Any = None,
-) -> np.ndarray:
-    """U(−b, b), b = gain · √(3 / fan)."""
+def kaiming_uniform(shape, a=0.0, mode="fan_in", nonlinearity="relu", rng=None):
+    """U(−b, b), b = gain · √(3 / fan): the variance of :func:`kaiming_normal`."""
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(shape, mode))
     return uniform(shape, bound, rng)
 
@@ -144,10 +135,10 @@ def pytorch_default(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(weight, bias) as PyTorch's Conv2d/Linear initialise them:
     U(−1/√fan_in, 1/√fan_in) for both."""
-    g = generator(rng)
+    gen = generator(rng)
     bound = 1.0 / math.sqrt(fans(weight_shape)[0])
-    w = uniform(weight_shape, bound, g)
-    return w, (uniform((weight_shape[0],), bound, g) if bias else None)
+    w = uniform(weight_shape, bound, gen)
+    return w, (uniform((weight_shape[0],), bound, gen) if bias else None)
 
 
 def _fill(param: Parameter, host: np.ndarray) -> Parameter:
@@ -156,33 +147,46 @@ def _fill(param: Parameter, host: np.ndarray) -> Parameter:
     return param
 
 
-def kaiming_normal_(
-    param: Parameter,
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "relu",
+def kaiming_normal_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`kaiming_normal` samples (same keywords)."""
+    return _fill(param, kaiming_normal(param.shape, **kwargs))
+
+
+def kaiming_uniform_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`kaiming_uniform` samples (same keywords)."""
+    return _fill(param, kaiming_uniform(param.shape, **kwargs))
+
+
+def xavier_uniform_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`xavier_uniform` samples (same keywords)."""
+    return _fill(param, xavier_uniform(param.shape, **kwargs))
+
+
+def xavier_normal_(param: Parameter, **kwargs: Any) -> Parameter:
+    """Fill ``param`` with :func:`xavier_normal` samples (same keywords)."""
+    return _fill(param, xavier_normal(param.shape, **kwargs))
+
+
+#: The schemes a layer's ``init=`` argument names (see :func:`weights`).
+INITS = ("default", "he", "xavier")
+
+
+def weights(
+    shape: tuple[int, ...],
+    bias: bool,
+    scheme: str = "default",
     rng: Any = None,
-) -> Parameter:
-    """Fill ``param`` with :func:`kaiming_normal` samples."""
-    return _fill(param, kaiming_normal(param.shape, a, mode, nonlinearity, rng))
-
-
-def kaiming_uniform_(
-    param: Parameter,
-    a: float = 0.0,
-    mode: str = "fan_in",
     nonlinearity: str = "relu",
-    rng: Any = None,
-) -> Parameter:
-    """Fill ``param`` with :func:`kaiming_uniform` samples."""
-    return _fill(param, kaiming_uniform(param.shape, a, mode, nonlinearity, rng))
-
-
-def xavier_uniform_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Parameter:
-    """Fill ``param`` with :func:`xavier_uniform` samples."""
-    return _fill(param, xavier_uniform(param.shape, gain, rng))
-
-
-def xavier_normal_(param: Parameter, gain: float = 1.0, rng: Any = None) -> Parameter:
-    """Fill ``param`` with :func:`xavier_normal` samples."""
-    return _fill(param, xavier_normal(param.shape, gain, rng))
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Host (weight, bias or None) for a layer under the named scheme:
+    ``"default"`` (:func:`pytorch_default`), ``"he"`` (:func:`kaiming_normal`,
+    zero bias) or ``"xavier"`` (:func:`xavier_uniform`, zero bias)."""
+    if scheme == "default":
+        return pytorch_default(shape, bias, rng)
+    if scheme == "he":
+        w = kaiming_normal(shape, nonlinearity=nonlinearity, rng=rng)
+    elif scheme == "xavier":
+        w = xavier_uniform(shape, rng=rng)
+    else:
+        raise ValueError(f"unknown init {scheme!r}; choose one of {INITS}")
+    return w, (np.zeros(shape[0]) if bias else None)

@@ -15,7 +15,8 @@ import numpy as np
 
 from cnnbook import backend as B
 from cnnbook import functional as F
-from cnnbook.nn import init
+from cnnbook.functional import _fast as fast
+from cnnbook.nn.init import generator, weights
 from cnnbook.nn.module import Module, Parameter
 
 __all__ = [
@@ -34,24 +35,9 @@ __all__ = [
     "Tanh",
 ]
 
-INITS = ("default", "he", "kaiming", "xavier")
-
 
 def _param(host: np.ndarray, dtype: Any) -> Parameter:
     return Parameter(B.asarray(host, dtype=dtype))
-
-
-def _weights(shape, bias, init_name, rng, nonlinearity="relu"):
-    """Host (weight, bias) for Conv2d/Linear under the named scheme."""
-    if init_name == "default":
-        return init.pytorch_default(shape, bias, rng)
-    if init_name in ("he", "kaiming"):
-        w = init.kaiming_normal(shape, nonlinearity=nonlinearity, rng=rng)
-    elif init_name == "xavier":
-        w = init.xavier_uniform(shape, rng=rng)
-    else:
-        raise ValueError(f"unknown init {init_name!r}; choose one of {INITS}")
-    return w, (np.zeros(shape[0]) if bias else None)
 
 
 def _check_input(layer: Module, x: Any, ndim: int, axis: int, size: int, what: str):
@@ -86,9 +72,15 @@ class Conv2d(Module):
     """x (N, C_in, H, W) -> (N, C_out, OH, OW), OH = (H + 2p − KH) // s + 1.
 
     weight (C_out, C_in, KH, KW), bias (C_out,), as PyTorch's ``nn.Conv2d``.
-    Set ``input_grad = False`` where nothing needs dx (the first layer while
-    training: :func:`cnnbook.train.fit` does this); backward then returns None
-    and skips the most expensive product of the backward pass.
+    Computes :func:`cnnbook.functional.conv2d_forward` and its backward pass
+    with the fast kernels of ``cnnbook.functional._fast``.
+
+    ``input_grad=False`` (an argument, and an attribute you may set later)
+    says that nothing needs the gradient of this layer's input, as PyTorch's
+    ``requires_grad=False`` says of a tensor: the first layer, whose input is
+    data. ``backward`` then returns None and skips the most expensive of its
+    three products. The models of :mod:`cnnbook.models` take the same argument
+    for their first layer; :func:`cnnbook.recipes.train_recipe` passes False.
     """
 
     def __init__(
@@ -102,7 +94,9 @@ class Conv2d(Module):
         init: str = "default",
         rng: Any = None,
         dtype: Any = np.float32,
+        input_grad: bool = True,
     ):
+        super().__init__()
         if isinstance(kernel_size, int):
             kernel_size = (kernel_size, kernel_size)
         if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
@@ -119,23 +113,22 @@ class Conv2d(Module):
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
-        w, b = _weights((out_channels, in_channels, kh, kw), bias, init, rng)
+        w, b = weights((out_channels, in_channels, kh, kw), bias, init, rng)
         self.weight = _param(w, dtype)
         self.bias = _param(b, dtype) if bias else None
-        self.input_grad = True
+        self.input_grad = bool(input_grad)
         self._cache = None
 
     def forward(self, x):
         _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
         b = self.bias.data if self.bias is not None else None
-        y, self._cache = F.conv2d_forward(
+        y, self._cache = fast.conv2d_forward(
             x, self.weight.data, b, self.stride, self.padding
         )
         return y
 
-    def backward(self, dy):
-        cache = _saved(self)._replace(input_grad=self.input_grad)
-        dx, dw, db = F.conv2d_backward(dy, cache)
+    def _backward(self, dy):
+        dx, dw, db = fast.conv2d_backward(dy, _saved(self), self.input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -147,7 +140,8 @@ class Conv2d(Module):
             s += f", stride={self.stride}"
         if self.padding != 0:
             s += f", padding={self.padding}"
-        return s + ("" if self.bias is not None else ", bias=False")
+        s += "" if self.bias is not None else ", bias=False"
+        return s + ("" if self.input_grad else ", input_grad=False")
 
 
 class Linear(Module):
@@ -162,9 +156,10 @@ class Linear(Module):
         rng: Any = None,
         dtype: Any = np.float32,
     ):
+        super().__init__()
         _check_sizes("Linear", in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = in_features, out_features
-        w, b = _weights((out_features, in_features), bias, init, rng)
+        w, b = weights((out_features, in_features), bias, init, rng)
         self.weight = _param(w, dtype)
         self.bias = _param(b, dtype) if bias else None
         self._cache = None
@@ -175,7 +170,7 @@ class Linear(Module):
         y, self._cache = F.linear_forward(x, self.weight.data, b)
         return y
 
-    def backward(self, dy):
+    def _backward(self, dy):
         dx, dw, db = F.linear_backward(dy, _saved(self))
         self.weight.accumulate(dw)
         if self.bias is not None:
@@ -188,21 +183,33 @@ class Linear(Module):
         )
 
 
-class _Pool(Module):
-    _forward = _backward = None  # set by subclasses
+class _Stateless(Module):
+    """A layer without parameters: the functional pair ``forward_op`` /
+    ``backward_op`` (set by each subclass), called with the layer's settings
+    ``self._settings()`` after the input."""
 
+    forward_op: Any = None
+    backward_op: Any = None
+
+    def _settings(self) -> tuple:
+        return ()
+
+    def forward(self, x):
+        y, self._cache = type(self).forward_op(x, *self._settings())
+        return y
+
+    def _backward(self, dy):
+        return type(self).backward_op(dy, _saved(self))
+
+
+class _Pool(_Stateless):
     def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self._cache = None
 
-    def forward(self, x):
-        y, self._cache = type(self)._forward(
-            x, self.kernel_size, self.stride, self.padding
-        )
-        return y
-
-    def backward(self, dy):
-        return type(self)._backward(dy, _saved(self))
+    def _settings(self):
+        return self.kernel_size, self.stride, self.padding
 
     def extra_repr(self):
         stride = self.kernel_size if self.stride is None else self.stride
@@ -212,74 +219,59 @@ class _Pool(Module):
 
 
 class MaxPool2d(_Pool):
-    """x (N, C, H, W) -> (N, C, OH, OW): the maximum of each window."""
+    """x (N, C, H, W) -> (N, C, OH, OW): the maximum of each window
+    (:func:`cnnbook.functional.max_pool2d_forward`, run by the fast kernel)."""
 
-    _forward = staticmethod(F.max_pool2d_forward)
-    _backward = staticmethod(F.max_pool2d_backward)
+    forward_op = staticmethod(fast.max_pool2d_forward)
+    backward_op = staticmethod(fast.max_pool2d_backward)
 
 
 class AvgPool2d(_Pool):
     """x (N, C, H, W) -> (N, C, OH, OW): the mean of each window."""
 
-    _forward = staticmethod(F.avg_pool2d_forward)
-    _backward = staticmethod(F.avg_pool2d_backward)
+    forward_op = staticmethod(F.avg_pool2d_forward)
+    backward_op = staticmethod(F.avg_pool2d_backward)
 
 
-class GlobalAvgPool2d(Module):
-    """x (N, C, H, W) -> (N, C): the mean over each channel's H·W values."""
-
-    def forward(self, x):
-        y, self._cache = F.global_avg_pool2d_forward(x)
-        return y
-
-    def backward(self, dy):
-        return F.global_avg_pool2d_backward(dy, _saved(self))
+def _stateless(name: str, forward: Any, backward: Any, doc: str) -> type[_Stateless]:
+    """A parameter-free layer class computing the functional pair."""
+    namespace = {"__doc__": doc, "__module__": __name__}
+    namespace.update(
+        forward_op=staticmethod(forward), backward_op=staticmethod(backward)
+    )
+    return type(name, (_Stateless,), namespace)
 
 
-class _Activation(Module):
-    _forward = _backward = None
-
-    def forward(self, x):
-        y, self._cache = type(self)._forward(x)
-        return y
-
-    def backward(self, dy):
-        return type(self)._backward(dy, _saved(self))
-
-
-class ReLU(_Activation):
-    """y = max(x, 0), elementwise."""
-
-    _forward = staticmethod(F.relu_forward)
-    _backward = staticmethod(F.relu_backward)
-
-
-class Sigmoid(_Activation):
-    """y = 1 / (1 + e^(−x)), elementwise."""
-
-    _forward = staticmethod(F.sigmoid_forward)
-    _backward = staticmethod(F.sigmoid_backward)
+GlobalAvgPool2d = _stateless(
+    "GlobalAvgPool2d",
+    F.global_avg_pool2d_forward,
+    F.global_avg_pool2d_backward,
+    "x (N, C, H, W) -> (N, C): the mean over each channel's H·W values.",
+)
+ReLU = _stateless(
+    "ReLU", F.relu_forward, F.relu_backward, "y = max(x, 0), elementwise."
+)
+Sigmoid = _stateless(
+    "Sigmoid",
+    F.sigmoid_forward,
+    F.sigmoid_backward,
+    "y = 1 / (1 + e^(−x)), elementwise.",
+)
+Tanh = _stateless("Tanh", F.tanh_forward, F.tanh_backward, "y = tanh x, elementwise.")
 
 
-class Tanh(_Activation):
-    """y = tanh x, elementwise."""
-
-    _forward = staticmethod(F.tanh_forward)
-    _backward = staticmethod(F.tanh_backward)
-
-
-class LeakyReLU(Module):
+class LeakyReLU(_Stateless):
     """y = x for x > 0, negative_slope · x otherwise."""
 
+    forward_op = staticmethod(F.leaky_relu_forward)
+    backward_op = staticmethod(F.leaky_relu_backward)
+
     def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
         self.negative_slope = negative_slope
 
-    def forward(self, x):
-        y, self._cache = F.leaky_relu_forward(x, self.negative_slope)
-        return y
-
-    def backward(self, dy):
-        return F.leaky_relu_backward(dy, _saved(self))
+    def _settings(self):
+        return (self.negative_slope,)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -293,7 +285,7 @@ class Flatten(Module):
         xp = B.namespace("Flatten", x=x)
         return xp.reshape(x, (x.shape[0], -1))
 
-    def backward(self, dy):
+    def _backward(self, dy):
         xp = B.namespace("Flatten.backward", dy=dy)
         return xp.reshape(dy, _saved(self))
 
@@ -308,6 +300,7 @@ class _BatchNorm(Module):
         momentum: float = 0.1,
         dtype: Any = np.float32,
     ):
+        super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = _param(np.ones(num_features), dtype)
         self.bias = _param(np.zeros(num_features), dtype)
@@ -342,7 +335,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked = self.num_batches_tracked + 1
         return y
 
-    def backward(self, dy):
+    def _backward(self, dy):
         dx, dgamma, dbeta = F.batch_norm_backward(dy, _saved(self))
         self.weight.accumulate(dgamma)
         self.bias.accumulate(dbeta)
@@ -369,16 +362,17 @@ class Dropout(Module):
     scale the rest by 1/(1 − p); the identity in evaluation."""
 
     def __init__(self, p: float = 0.5, rng: Any = None):
+        super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = p
-        self.rng = np.random.default_rng(init.generator(rng).integers(1 << 62))
+        self.rng = np.random.default_rng(generator(rng).integers(1 << 62))
 
     def forward(self, x):
         y, self._cache = F.dropout_forward(x, self.p, self.training, self.rng)
         return y
 
-    def backward(self, dy):
+    def _backward(self, dy):
         return F.dropout_backward(dy, _saved(self, none_ok=True))
 
     def extra_repr(self):

@@ -3,8 +3,10 @@
 A module owns parameters (learned, with gradients), buffers (state such as
 batch norm's running statistics) and sub-modules, all registered by assigning
 attributes, as in PyTorch. ``forward(x)`` computes and keeps what backward
-needs; ``backward(dy) -> dx`` returns the input gradient and *adds* parameter
-gradients into ``param.grad`` (call ``zero_grad()`` between steps).
+needs; ``_backward(dy) -> dx`` returns the input gradient and *adds* parameter
+gradients into ``param.grad`` (call ``zero_grad()`` between steps). Callers
+use ``module(x)`` and ``module.backward(dy)``, which run the hooks around
+``forward`` and ``_backward``.
 
 Hooks let a chapter watch a network: ``register_forward_hook(fn)`` calls
 ``fn(module, x, y)`` after each forward and ``register_backward_hook(fn)``
@@ -14,7 +16,6 @@ to collect activations and gradient norms by layer name.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,9 +41,9 @@ class Parameter:
     def dtype(self) -> Any:
         return self.data.dtype
 
-    def accumulate(self, g: Any) -> None:
-        """grad ← grad + g (grad ← g the first time)."""
-        self.grad = g if self.grad is None else self.grad + g
+    def accumulate(self, grad: Any) -> None:
+        """self.grad ← self.grad + grad (← grad the first time)."""
+        self.grad = grad if self.grad is None else self.grad + grad
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
@@ -61,21 +62,11 @@ class _Handle:
 _hook_ids = iter(range(1 << 62))
 
 
-def _with_backward_hooks(backward: Callable) -> Callable:
-    @functools.wraps(backward)
-    def wrapper(self: Module, dy: Any) -> Any:
-        dx = backward(self, dy)
-        for hook in list(self.__dict__.get("_backward_hooks", {}).values()):
-            hook(self, dy, dx)
-        return dx
-
-    wrapper._hooked = True  # type: ignore[attr-defined]
-    return wrapper
-
-
 class Module:
-    """Base class: subclasses set parameters/sub-modules as attributes and
-    implement ``forward(x)`` and ``backward(dy)``.
+    """Base class. A subclass calls ``super().__init__()`` first, sets its
+    parameters and sub-modules as attributes, and implements ``forward(x)``
+    and ``_backward(dy)``; callers use ``module(x)`` and ``module.backward(dy)``,
+    which run the hooks around them.
 
     >>> from cnnbook.nn import Linear
     >>> layer = Linear(3, 2, rng=0)
@@ -83,25 +74,20 @@ class Module:
     ['weight', 'bias']
     """
 
-    training: bool = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        bw = cls.__dict__.get("backward")
-        if bw is not None and not getattr(bw, "_hooked", False):
-            cls.backward = _with_backward_hooks(bw)  # type: ignore[method-assign]
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Module:
-        self = super().__new__(cls)
+    def __init__(self) -> None:
         d = self.__dict__
         d["_parameters"], d["_buffers"], d["_modules"] = {}, {}, {}
         d["_forward_hooks"], d["_backward_hooks"] = {}, {}
         d["training"] = True
-        return self
 
     # -- registration --------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
+        if "_parameters" not in d:
+            raise AttributeError(
+                f"{type(self).__name__}: call super().__init__() before setting "
+                f"attributes (here {name!r})"
+            )
         if isinstance(value, (Parameter, Module)):
             d["_buffers"].pop(name, None)
         d["_parameters"].pop(name, None)
@@ -121,14 +107,22 @@ class Module:
     def forward(self, x: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
-    def backward(self, dy: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__}.backward")
+    def _backward(self, dy: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}._backward")
 
     def __call__(self, x: Any) -> Any:
+        """y = forward(x), then each forward hook ``fn(module, x, y)``."""
         y = self.forward(x)
         for hook in list(self._forward_hooks.values()):
             hook(self, x, y)
         return y
+
+    def backward(self, dy: Any) -> Any:
+        """dx = _backward(dy), then each backward hook ``fn(module, dy, dx)``."""
+        dx = self._backward(dy)
+        for hook in list(self._backward_hooks.values()):
+            hook(self, dy, dx)
+        return dx
 
     def register_forward_hook(self, fn: Callable[[Module, Any, Any], None]) -> _Handle:
         """Call ``fn(module, x, y)`` after every forward; returns a handle."""
@@ -389,8 +383,7 @@ class Recorder:
             self.grad_norms[name] = float(xp.sqrt(xp.sum(dy * dy)))
             for pname, p in m._parameters.items():
                 if p.grad is not None:
-                    g = p.grad
                     key = f"{name}.{pname}" if name else pname
-                    self.param_grad_norms[key] = float(xp.sqrt(xp.sum(g * g)))
+                    self.param_grad_norms[key] = float(xp.sqrt(xp.sum(p.grad * p.grad)))
 
         return hook

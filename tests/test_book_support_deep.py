@@ -1,4 +1,4 @@
-"""The chapter companion cnnbook.explore.deep: receptive fields, the deep test
+"""The chapter companion cnnbook_book.deep: receptive fields, the deep test
 network and its gradient norms, the training-experiment runners, the drawing
 code and the explorer."""
 
@@ -9,9 +9,9 @@ import math
 import matplotlib
 import numpy as np
 import pytest
+from cnnbook_book import deep as Dp
 
 from cnnbook import models, nn
-from cnnbook.explore import deep as Dp
 from cnnbook.gradcheck import numerical_gradient
 
 matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""cnnbook.show: the helper chapters use to display the package's own source."""
+"""cnnbook_book.show: the helper chapters use to display the package's own source."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import functools
 import textwrap
 
 import pytest
+from cnnbook_book.show import show_source, source, source_path
 
 from cnnbook import backend
-from cnnbook.show import show_source, source, source_path
 
 
 def _decorated(func):
@@ -55,7 +55,7 @@ def test_source_rejects_objects_without_code(bad):
 
 def test_source_path_is_relative_to_the_repository():
     assert source_path(backend.use) == "cnnbook/backend.py"
-    assert source_path(_sample) == "tests/test_book_show.py"
+    assert source_path(_sample) == "tests/test_book_support_show.py"
     assert source_path(textwrap.dedent) == "textwrap"  # outside the repository
 
 
@@ -102,9 +102,8 @@ def test_animation_html_is_offline_and_repeatable():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from cnnbook_book.show import animation_html
     from matplotlib.animation import FuncAnimation
-
-    from cnnbook.show import animation_html
 
     def render() -> str:
         fig, ax = plt.subplots(figsize=(1, 1), dpi=20)

@@ -1,4 +1,4 @@
-"""Show the package's own source code in the book, never a copy of it.
+"""Show cnnbook's own source code in the book, never a copy of it.
 
 A chapter that explains ``conv2d_forward`` shows the function the package runs:
 ``show_source(cnnbook.functional.conv2d_forward)``. Renaming or deleting the function
@@ -21,10 +21,12 @@ def source(obj: Any) -> str:
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import textwrap
+from pathlib import Path
 from typing import Any
+
+import cnnbook
 
 __all__ = ["animation_html", "show_source", "source", "source_path"]
 
@@ -54,20 +56,31 @@ def source(obj: Any) -> str:
     return textwrap.dedent(text).rstrip() + "\n"
 
 
+# Folders whose files are named relative to them: the repository (this
+# package lives in its book/support/) and the folder holding cnnbook.
+_BASES = (
+    Path(__file__).resolve().parents[3],
+    Path(cnnbook.__file__).resolve().parents[1],
+)
+
+
 def source_path(obj: Any) -> str:
-    """Where ``obj`` is defined, relative to the repository: ``cnnbook/show.py``.
+    """Where ``obj`` is defined, relative to the repository:
+    ``cnnbook/functional/conv.py``, ``book/support/cnnbook_book/show.py``.
 
-    Paths outside the cnnbook package are returned as the module name.
+    Anything defined elsewhere is named by its module.
 
+    >>> import cnnbook.functional
+    >>> source_path(cnnbook.functional.conv2d_forward)
+    'cnnbook/functional/conv.py'
     >>> source_path(source_path)
-    'cnnbook/show.py'
+    'book/support/cnnbook_book/show.py'
     """
     target = inspect.unwrap(obj) if callable(obj) else obj
-    path = inspect.getsourcefile(target) or ""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    absolute = os.path.abspath(path)
-    if absolute.startswith(package_root + os.sep):
-        return os.path.relpath(absolute, package_root).replace(os.sep, "/")
+    path = Path(inspect.getsourcefile(target) or "").resolve()
+    for base in _BASES:
+        if path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
     module = inspect.getmodule(target)
     return module.__name__ if module is not None else "<unknown>"
 
@@ -78,7 +91,7 @@ def show_source(obj: Any, *, header: bool = True) -> None:
     In IPython the code is displayed as a Markdown code block (``text/markdown``),
     which Jupyter highlights and the book renders like any other code block (with a
     copy button); elsewhere it is printed. ``header`` adds a comment line naming the
-    file, e.g. ``# cnnbook/show.py``.
+    file, e.g. ``# cnnbook/functional/conv.py``.
     """
     code = source(obj)
     if header:

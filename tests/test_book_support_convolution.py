@@ -1,4 +1,4 @@
-"""cnnbook.explore.convolution: the chapter's kernels, the flip, convolution as a
+"""cnnbook_book.convolution: the chapter's kernels, the flip, convolution as a
 matrix and through the FFT, and the explorers' static counterparts."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 import pytest
+from cnnbook_book import convolution as C
 
-from cnnbook.explore import convolution as C
 from cnnbook.functional import conv2d_naive
 
 GEOMETRIES = [
@@ -97,17 +97,17 @@ def test_dilation_is_a_kernel_with_holes(backend, rng, d):
         C.dilate_kernel(kb, 0)
 
 
-def test_translate_and_equivariance(backend, rng):
+def test_shift_and_equivariance(backend, rng):
     x = rng.normal(size=(2, 10, 12))
     xb = backend.asarray(x)
-    moved = backend.to_numpy(C.translate(xb, 2, -3))
+    moved = backend.to_numpy(C.shift(xb, 2, -3))
     np.testing.assert_array_equal(moved[:, 2:, :9], x[:, :8, 3:])
     assert not moved[:, :2].any() and not moved[:, :, 9:].any()
-    assert not backend.to_numpy(C.translate(xb, 10, 0)).any()
+    assert not backend.to_numpy(C.shift(xb, 10, 0)).any()
     # convolution commutes with translation away from the borders
     img, k = rng.normal(size=(16, 16)), rng.normal(size=(3, 3))
-    a = C.correlate2d(C.translate(img, 2, 1), k, padding=1)
-    b = C.translate(C.correlate2d(img, k, padding=1), 2, 1)
+    a = C.correlate2d(C.shift(img, 2, 1), k, padding=1)
+    b = C.shift(C.correlate2d(img, k, padding=1), 2, 1)
     np.testing.assert_allclose(a[4:-4, 4:-4], b[4:-4, 4:-4], atol=1e-12)
 
 

@@ -6,7 +6,7 @@ Notation: x (H, W) one image; k (KH, KW) one kernel; stride s, padding p,
 dilation d; output (OH, OW) with OH = (H + 2p − d(KH − 1) − 1) // s + 1.
 
 Array functions (:func:`correlate2d`, :func:`convolve2d`, :func:`flip`,
-:func:`dilate_kernel`, :func:`translate`) take their namespace from their inputs
+:func:`dilate_kernel`, :func:`shift`) take their namespace from their inputs
 and run on every backend; they call the package's :func:`conv2d_forward` rather
 than re-implementing it. The matrix and FFT constructions
 (:func:`conv_matrix`, :func:`fft_convolve2d`, :func:`convolve1d_definition`)
@@ -23,7 +23,7 @@ import numpy as np
 
 from cnnbook.backend import device_of, namespace, to_numpy
 from cnnbook.functional import conv2d_forward, conv_output_size
-from cnnbook.show import animation_html
+from cnnbook_book.show import animation_html
 
 __all__ = [
     "KERNELS",
@@ -40,10 +40,10 @@ __all__ = [
     "kernel_text",
     "parse_kernel",
     "settings_animation",
+    "shift",
     "step_animation",
     "step_explorer",
     "step_figure",
-    "translate",
 ]
 
 
@@ -60,8 +60,8 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     if size < 1 or size % 2 == 0:
         raise ValueError(f"gaussian_kernel: size must be odd and positive, got {size}")
     u = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))
-    return g / g.sum()
+    bump = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))
+    return bump / bump.sum()
 
 
 KERNELS: dict[str, np.ndarray] = {
@@ -195,21 +195,24 @@ def dilate_kernel(k: Any, dilation: int) -> Any:
     return out
 
 
-def translate(x: Any, dy: int, dx: int) -> Any:
-    """(..., H, W) -> same shape, content moved dy rows down and dx columns right;
-    pixels moved in from outside are 0.
+def shift(x: Any, dy: int, dx: int) -> Any:
+    """(..., H, W) -> same shape, content moved dy rows down and dx columns
+    right (negative: up/left); what enters is zero, what leaves is lost. The
+    translation of the convolution and pooling chapters.
 
-    >>> translate(np.array([[1, 2, 3], [4, 5, 6]]), 1, -1).tolist()
+    >>> shift(np.array([[1, 2, 3], [4, 5, 6]]), 1, -1).tolist()
     [[0, 0, 0], [2, 3, 0]]
     """
-    xp = namespace("translate", x=x)
-    *_, H, W = x.shape
+    xp = namespace("shift", x=x)
+    H, W = x.shape[-2:]
     out = xp.zeros_like(x)
     if abs(dy) >= H or abs(dx) >= W:
         return out
-    out[..., max(dy, 0) : H + min(dy, 0), max(dx, 0) : W + min(dx, 0)] = x[
-        ..., max(-dy, 0) : H + min(-dy, 0), max(-dx, 0) : W + min(-dx, 0)
-    ]
+    rows_to = slice(max(dy, 0), H + min(dy, 0))
+    rows_from = slice(max(-dy, 0), H + min(-dy, 0))
+    cols_to = slice(max(dx, 0), W + min(dx, 0))
+    cols_from = slice(max(-dx, 0), W + min(-dx, 0))
+    out[..., rows_to, cols_to] = x[..., rows_from, cols_from]
     return out
 
 

@@ -34,7 +34,7 @@ __all__ = [
     "toc_chapters",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository: book/support/..
 _MAGIC = re.compile(r"^\s*[%!]")
 _ASSERT = re.compile(r"^\s*assert\b(.*)$")
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-
-from cnnbook.explore import recap as R
+from cnnbook_book import recap as R
 
 
 def _notebook(path, cells):

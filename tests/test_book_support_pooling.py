@@ -5,8 +5,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
-
-from cnnbook.explore import pooling as P
+from cnnbook_book import pooling as P
 
 matplotlib.use("Agg")
 

@@ -9,10 +9,10 @@ import json
 import matplotlib
 import numpy as np
 import pytest
+from cnnbook_book import devices as D
 
 from cnnbook import functional as F
 from cnnbook import models
-from cnnbook.explore import devices as D
 
 matplotlib.use("Agg")
 

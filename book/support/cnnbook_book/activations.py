@@ -27,8 +27,8 @@ import numpy as np
 
 from cnnbook import backend as B
 from cnnbook import functional as F
-from cnnbook import show
 from cnnbook.nn import init as I
+from cnnbook_book import show
 
 __all__ = [
     "ACTIVATIONS",
@@ -134,14 +134,14 @@ def init_weights(
     """
     if init not in INITS:
         raise ValueError(f"init_weights: init must be one of {INITS}, got {init!r}")
-    g = I.generator(rng)
+    gen = I.generator(rng)
     weights = []
     for d_in, d_out in pairwise(sizes):
         shape = (d_out, d_in)
         if init == "he":
-            w = I.kaiming_normal(shape, nonlinearity="relu", rng=g)
+            w = I.kaiming_normal(shape, nonlinearity="relu", rng=gen)
         else:
-            w = I.xavier_normal(shape, rng=g)
+            w = I.xavier_normal(shape, rng=gen)
         weights.append(scale * w)
     return weights
 
@@ -221,15 +221,15 @@ def deep_stats(
     ((5,), (5, 2000), True)
     """
     xp = B.namespace("deep_stats", x=x)
-    g = I.generator(rng)
-    host = init_weights([x.shape[1]] + [width] * depth, init, scale, g)
+    gen = I.generator(rng)
+    host = init_weights([x.shape[1]] + [width] * depth, init, scale, gen)
     weights = [B.asarray(w, xp, B.device_of(x), dtype=x.dtype) for w in host]
     hs, caches = mlp_forward(x, weights, activation)
-    top = B.asarray(g.normal(size=tuple(hs[-1].shape)), xp, B.device_of(x), x.dtype)
+    top = B.asarray(gen.normal(size=tuple(hs[-1].shape)), xp, B.device_of(x), x.dtype)
     grads = [*mlp_backward(top, caches, activation)[1:], top]
     H = np.stack([B.to_numpy(h) for h in hs]).reshape(depth, -1)
     G = np.stack([B.to_numpy(d) for d in grads]).reshape(depth, -1)
-    pick = g.choice(H.shape[1], size=min(samples, H.shape[1]), replace=False)
+    pick = gen.choice(H.shape[1], size=min(samples, H.shape[1]), replace=False)
     return DeepStats(
         activation=activation,
         init=init,

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import cnnbook
 from cnnbook import backend as B
 from cnnbook.functional import conv_output_size
 
@@ -56,8 +57,11 @@ __all__ = [
     "where",
 ]
 
-PACKAGE = Path(__file__).resolve().parents[1]
-RESULTS = PACKAGE.parent / "benchmarks" / "results"
+#: The cnnbook package, whose files :func:`branching_sites` reads.
+PACKAGE = Path(cnnbook.__file__).resolve().parent
+#: The performance suite's results in this repository (book/support/ sits
+#: two levels below its root); not part of any installed package.
+RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
 
 #: Source patterns that branch on the array library or import one (written
 #: so that this module's own source does not match them).
@@ -255,7 +259,7 @@ def _conv_shapes(text: str) -> tuple[tuple[int, ...], tuple[int, ...], int, int]
     m = _SHAPES.match(text or "")
     if m is None:
         raise ValueError(f"not a convolution case: {text!r}")
-    x, w = (tuple(int(v) for v in g.split(",")) for g in m.group(1, 2))
+    x, w = (tuple(int(v) for v in shape.split(",")) for shape in m.group(1, 2))
     return x, w, int(m.group(3)), int(m.group(4))
 
 

@@ -1,15 +1,15 @@
-"""Tests for the backpropagation chapter's companion, cnnbook.explore.backprop."""
+"""Tests for the backpropagation chapter's companion, cnnbook_book.backprop."""
 
 from __future__ import annotations
 
 import matplotlib
 import numpy as np
 import pytest
+from cnnbook_book import backprop as E
 
-from cnnbook.explore import backprop as E
 from cnnbook.functional import conv2d_backward, conv2d_forward, softmax_cross_entropy
 from cnnbook.gradcheck import rel_error
-from cnnbook.train import History
+from cnnbook.history import History
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

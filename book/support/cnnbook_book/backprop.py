@@ -33,8 +33,8 @@ import numpy as np
 from cnnbook import backend as B
 from cnnbook.functional import conv2d_forward
 from cnnbook.nn import Parameter
-from cnnbook.optim import SGD, Adam, Optimizer
-from cnnbook.show import animation_html
+from cnnbook.optim import make_optimizer
+from cnnbook_book.show import animation_html
 
 __all__ = [
     "OPTIMIZERS",
@@ -44,7 +44,6 @@ __all__ = [
     "confusion_matrix",
     "conv2d_input_grad",
     "conv2d_weight_grad",
-    "make_optimizer",
     "most_confident_mistakes",
     "naive_cross_entropy",
     "plot_confusion_matrix",
@@ -205,23 +204,9 @@ SURFACES: dict[str, Surface] = {
     ),
 }
 
+#: The update rules the chapter compares (names of
+#: :data:`cnnbook.optim.OPTIMIZERS`: plain SGD, momentum 0.9, Adam).
 OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
-def make_optimizer(name: str, params: list[Parameter], lr: float) -> Optimizer:
-    """``"sgd"`` (plain), ``"momentum"`` (SGD, μ = 0.9) or ``"adam"`` (β = 0.9,
-    0.999) from :mod:`cnnbook.optim`.
-
-    >>> make_optimizer("adam", [Parameter(np.zeros(2))], 0.1)
-    Adam(1 parameters, lr=0.1, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)
-    """
-    if name == "sgd":
-        return SGD(params, lr=lr)
-    if name == "momentum":
-        return SGD(params, lr=lr, momentum=0.9)
-    if name == "adam":
-        return Adam(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
 def trajectory(
@@ -568,7 +553,7 @@ class LiveCurves:
     to right; ``target`` (a fraction) draws a dashed accuracy line. Outside
     IPython it only counts the calls. Never stops training (returns None).
 
-    >>> from cnnbook.train import History
+    >>> from cnnbook.history import History
     >>> live = LiveCurves(epochs=3, target=0.975)
     >>> h = History([1], [0.5], [0.8], [0.4], [0.9], [1e-3], [1.0])
     >>> live(1, h) is None, live.calls
@@ -581,7 +566,7 @@ class LiveCurves:
         self._handle: Any = None
 
     def figure(self, history: Any) -> Any:
-        """The curves of ``history`` (a :class:`~cnnbook.train.History`)."""
+        """The curves of ``history`` (a :class:`~cnnbook.history.History`)."""
         fig = history.plot()
         for ax in fig.axes:
             ax.set_xlim(0.5, self.epochs + 0.5)

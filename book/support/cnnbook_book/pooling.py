@@ -5,7 +5,8 @@ Notation: x (N, C, H, W) images; w (F, C, KH, KW) convolution kernels; feature
 maps (N, F, OH, OW), or (N, F) after global average pooling. The layers are the
 package's own (:mod:`cnnbook.functional`); this module only composes and measures.
 
-- :func:`shift` and :func:`zoom` transform images (zero fill outside).
+- :func:`shift` (from :mod:`cnnbook_book.convolution`) and :func:`zoom` transform
+  images (zero fill outside).
 - :func:`features` is a fixed convolution + ReLU stage, optionally pooled.
 - :func:`relative_change` is the measure: ‖f(T x) − f(x)‖ / ‖f(x)‖ per image.
 - :func:`robustness` tabulates it for several transforms and poolings.
@@ -30,7 +31,8 @@ from cnnbook.functional import (
     max_pool2d_forward,
     relu_forward,
 )
-from cnnbook.show import animation_html
+from cnnbook_book.convolution import shift
+from cnnbook_book.show import animation_html
 
 __all__ = [
     "POOLS",
@@ -53,29 +55,6 @@ POOLS = ("none", "max", "avg", "global")
 # ----------------------------------------------------------------------------
 # transforms
 # ----------------------------------------------------------------------------
-def shift(x: Any, dy: int, dx: int) -> Any:
-    """x (N, C, H, W) -> (N, C, H, W): content moved dy rows down and dx columns
-    right (negative: up/left); what enters is zero, what leaves is lost.
-
-    >>> import numpy as np
-    >>> x = np.arange(1.0, 5.0).reshape(1, 1, 2, 2)
-    >>> shift(x, 0, 1)[0, 0]
-    array([[0., 1.],
-           [0., 3.]])
-    """
-    xp = namespace("shift", x=x)
-    H, W = x.shape[-2:]
-    out = xp.zeros_like(x)
-    if abs(dy) >= H or abs(dx) >= W:
-        return out
-    rows_to = slice(max(dy, 0), H + min(dy, 0))
-    rows_from = slice(max(-dy, 0), H + min(-dy, 0))
-    cols_to = slice(max(dx, 0), W + min(dx, 0))
-    cols_from = slice(max(-dx, 0), W + min(-dx, 0))
-    out[..., rows_to, cols_to] = x[..., rows_from, cols_from]
-    return out
-
-
 def _resample(x: Any, axis: int, factor: float) -> Any:
     """Linear resampling of one axis about its centre by ``factor`` (zero outside)."""
     xp = namespace("zoom", x=x)

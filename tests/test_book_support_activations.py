@@ -1,4 +1,4 @@
-"""The chapter companion cnnbook.explore.activations: curves, composed linear
+"""The chapter companion cnnbook_book.activations: curves, composed linear
 maps, deep random networks, dying ReLUs, and the explorer's drawing code."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from itertools import pairwise
 import matplotlib
 import numpy as np
 import pytest
+from cnnbook_book import activations as A
 
 import cnnbook.functional as F
-from cnnbook.explore import activations as A
 from cnnbook.gradcheck import numerical_gradient, rel_error
 
 matplotlib.use("Agg")

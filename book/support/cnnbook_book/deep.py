@@ -29,13 +29,14 @@ import numpy as np
 
 from cnnbook import backend as B
 from cnnbook import data as D
-from cnnbook import models, nn
+from cnnbook import models, nn, optim
 from cnnbook import train as T
+from cnnbook.history import History
+from cnnbook_book.activations import INITS
 
 __all__ = [
-    "ACTIVATIONS",
+    "ACTIVATION_LAYERS",
     "DEPTHS",
-    "INITS",
     "Run",
     "bn_convergence",
     "conv_grad_norms",
@@ -53,14 +54,13 @@ __all__ = [
     "train_model",
 ]
 
-#: activation name -> layer class, for :func:`deep_net`.
-ACTIVATIONS: dict[str, type[nn.Module]] = {
+#: activation name -> layer class, for :func:`deep_net` (the activations
+#: chapter's functions of the same names, as layers).
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
 }
-#: initialisations of :func:`deep_net`: Glorot & Bengio (2010), He et al. (2015).
-INITS = ("xavier", "he")
 #: depths offered by the explorer and drawn by :func:`draw_grid`.
 DEPTHS = (10, 20, 30)
 
@@ -168,10 +168,10 @@ def deep_net(
     """
     if depth < 1:
         raise ValueError(f"deep_net: depth must be >= 1, got {depth}")
-    if activation not in ACTIVATIONS:
+    if activation not in ACTIVATION_LAYERS:
         raise ValueError(
             f"deep_net: unknown activation {activation!r}; "
-            f"choose one of {list(ACTIVATIONS)}"
+            f"choose one of {list(ACTIVATION_LAYERS)}"
         )
     if init not in INITS:
         raise ValueError(f"deep_net: unknown init {init!r}; choose one of {INITS}")
@@ -193,7 +193,7 @@ def deep_net(
         f: list[nn.Module] = [conv]
         if batch_norm:
             f.append(nn.BatchNorm2d(width, dtype=dtype))
-        f.append(ACTIVATIONS[activation]())
+        f.append(ACTIVATION_LAYERS[activation]())
         body = nn.Sequential(*f)
         layers.append(nn.Residual(body) if skip and i > 0 else body)
         c = width
@@ -242,8 +242,8 @@ def gradient_grid(
     (depth,) weight-gradient norms} for every combination, one pass each.
 
     >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
-    >>> g = gradient_grid(X, np.arange(8), depths=(2,), activations=("relu",))
-    >>> len(g), g["relu", True, True, 2].shape
+    >>> grid = gradient_grid(X, np.arange(8), depths=(2,), activations=("relu",))
+    >>> len(grid), grid["relu", True, True, 2].shape
     (4, (2,))
     """
     out = {}
@@ -265,7 +265,7 @@ class Run(NamedTuple):
     """One trained network: its history and final metrics in evaluation mode
     (``{"loss", "accuracy"}``) on the training and the test set."""
 
-    history: T.History
+    history: History
     train: dict[str, float]
     test: dict[str, float]
 
@@ -285,17 +285,18 @@ def train_model(
     test: Arrays | None = None,
     epochs: int = 5,
     lr: float = 0.05,
-    optimizer: str = "sgd",
+    optimizer: str = "nesterov",
     weight_decay: float = 0.0,
     batch_size: int = 64,
     augment: Callable | None = None,
     seed: int = 0,
     dtype: Any = np.float64,
-) -> T.History:
-    """train = (X (N, C, H, W), y (N,)) -> the :class:`~cnnbook.train.History`.
+) -> History:
+    """train = (X (N, C, H, W), y (N,)) -> the :class:`~cnnbook.history.History`.
 
     Seeded shuffling (and ``augment``), the optimizer from
-    :func:`cnnbook.train.make_optimizer` (``"sgd"``: momentum 0.9, Nesterov),
+    :func:`cnnbook.optim.make_optimizer` (default ``"nesterov"``: SGD with
+    momentum 0.9, Nesterov),
     constant learning rate, no progress bar; ``test`` is evaluated after every
     epoch. The model and the batches are cast to ``dtype``: in float64 the
     results do not depend on the summation order of a BLAS library or of the
@@ -311,7 +312,7 @@ def train_model(
         augment=augment,
         dtype=dtype,
     )
-    opt = T.make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    opt = optim.make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     val = _batches(test, dtype) if test else None
     return T.fit(model, loader, nn.CrossEntropyLoss(), opt, epochs, val, progress=False)
 
@@ -357,7 +358,7 @@ def bn_convergence(
     widths: Sequence[int] = (16, 32),
     convs_per_block: int = 3,
     seed: int = 0,
-) -> dict[bool, T.History]:
+) -> dict[bool, History]:
     """train, test (X, y) -> {batch_norm: History} for the package's
     :func:`~cnnbook.models.vgg` without and with batch norm, trained alike."""
     out = {}
@@ -453,7 +454,7 @@ def draw_grid(
     connections. Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
 
-    acts = sorted({k[0] for k in grid}, key=list(ACTIVATIONS).index)
+    acts = sorted({k[0] for k in grid}, key=list(ACTIVATION_LAYERS).index)
     depths = sorted({k[3] for k in grid})
     cols = [(a, bn) for a in acts for bn in (False, True)]
     fig, axes = plt.subplots(

@@ -1,12 +1,11 @@
-"""What the windowed operations share: argument checks whose messages name the
-operation, the argument and the offending shapes or values; the geometry of a
-sliding window; padding."""
+"""Argument checks shared by every operation: each message names the operation,
+the argument and the offending shapes or values."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-from cnnbook.backend import device_of, namespace
+from cnnbook.backend import namespace
 
 
 def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
@@ -104,43 +103,3 @@ def grad_shape(op: str, dy: Any, shape: tuple[int, ...]) -> None:
             f"{op}: dy has shape {tuple(dy.shape)} but the forward output had "
             f"shape {tuple(shape)}"
         )
-
-
-class ConvGeometry(NamedTuple):
-    """A sliding window's shapes (convolution or pooling), computed and checked
-    once. For pooling F = C and dilation = (1, 1)."""
-
-    N: int
-    C: int
-    H: int
-    W: int
-    F: int
-    KH: int
-    KW: int
-    OH: int
-    OW: int
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-
-
-def pad(xp: Any, x: Any, ph: int, pw: int, fill: float = 0.0) -> Any:
-    """x (N, C, H, W) -> (N, C, H + 2ph, W + 2pw), border filled with ``fill``."""
-    if ph == 0 and pw == 0:
-        return x
-    N, C, H, W = x.shape
-    out = xp.full(
-        (N, C, H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype, device=device_of(x)
-    )
-    out[:, :, ph : ph + H, pw : pw + W] = x
-    return out
-
-
-def window(g: ConvGeometry, u: int, v: int) -> tuple[slice, slice]:
-    """Rows and columns of the padded input that kernel tap (u, v) touches."""
-    (sh, sw), (dh, dw) = g.stride, g.dilation
-    r0, c0 = u * dh, v * dw
-    return (
-        slice(r0, r0 + sh * (g.OH - 1) + 1, sh),
-        slice(c0, c0 + sw * (g.OW - 1) + 1, sw),
-    )

@@ -1,0 +1,241 @@
+"""The fast kernels: the same numbers as the reference definitions in
+:mod:`cnnbook.functional.conv` and :mod:`cnnbook.functional.pool`, computed
+faster. The layers of :mod:`cnnbook.nn` and ``benchmarks/run.py`` call these;
+``tests/test_fast_paths.py`` proves each equals its reference, branch by
+branch, on every backend.
+
+Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
+
+- :func:`conv2d_forward` fills im2col's column buffer in memory reused between
+  calls (:func:`cnnbook.backend.scratch`: a fresh 75 MB array costs ~12 ms of
+  page faults) and, for a small filter matrix, multiplies image by image
+  (OpenBLAS runs a small W times a very wide matrix slowly).
+- :func:`conv2d_backward` orients dW's product the way BLAS prefers, skips dx
+  on request (``input_grad=False``: the first layer, whose input is data) and,
+  for stride 1, folds Wᵀ·dY back with "flat shifts" instead of col2im.
+- :func:`max_pool2d_forward` and :func:`max_pool2d_backward` take 2×2 windows
+  at stride 2 as two pairwise maxima and route the gradient with the winners'
+  masks instead of comparing every window offset with the maximum.
+
+Every other case falls through to the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from cnnbook.backend import device_of, scratch, split_by_mask
+from cnnbook.functional import _checks, conv, pool
+from cnnbook.functional._window import ConvGeometry, pad
+
+__all__ = [
+    "conv2d_backward",
+    "conv2d_forward",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+]
+
+# ---------------------------------------------------------------------------
+# convolution
+# ---------------------------------------------------------------------------
+
+# OpenBLAS multiplies a small W (F × C·KH·KW) by a very wide matrix slowly:
+# for LeNet's layers, n products of one image's columns each run 1.4-3× faster
+# than one product over all N·OH·OW columns (the same arithmetic); for
+# VGG-sized W the single wide product is a few per cent faster.
+NARROW = 4096  # F·C·KH·KW up to which products go image by image
+
+
+def narrow(geo: ConvGeometry) -> bool:
+    """True when the products go image by image (see :data:`NARROW`)."""
+    return geo.F * geo.C * geo.KH * geo.KW <= NARROW
+
+
+def _per_image(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
+    """Columns (C·KH·KW, N·OH·OW) -> a (N, C·KH·KW, OH·OW) view, one block
+    per image."""
+    return xp.permute_dims(xp.reshape(cols, (-1, geo.N, geo.OH * geo.OW)), (1, 0, 2))
+
+
+def conv2d_forward(
+    x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1
+) -> tuple[Any, conv.Conv2dCache]:
+    """:func:`cnnbook.functional.conv2d_forward`, faster; the same cache."""
+    xp, geo = conv.geometry("conv2d_forward", x, w, b, stride, padding, dilation)
+    xpad = pad(xp, x, *geo.padding)
+    buffer = scratch((geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW), like=xpad)
+    cols = conv.im2col(xp, xpad, geo, out=buffer)
+    w_mat = xp.reshape(w, (geo.F, -1))  # (F, C·KH·KW)
+    if narrow(geo):  # the same product, image by image
+        y = w_mat @ _per_image(xp, cols, geo)  # (N, F, OH·OW)
+        y = xp.reshape(y, (geo.N, geo.F, geo.OH, geo.OW))
+    else:
+        y = w_mat @ cols  # (F, N·OH·OW): one GEMM
+        y = xp.reshape(y, (geo.F, geo.N, geo.OH, geo.OW))
+        y = xp.permute_dims(y, (1, 0, 2, 3))
+    if b is not None:
+        y += xp.reshape(b, (1, geo.F, 1, 1))
+    return y, conv.Conv2dCache(cols, w, b is not None, geo)
+
+
+def conv2d_backward(
+    dy: Any, cache: conv.Conv2dCache, input_grad: bool = True
+) -> tuple[Any, Any, Any]:
+    """:func:`cnnbook.functional.conv2d_backward`, faster. With
+    ``input_grad=False`` dx is not computed (returned as None): the most
+    expensive product of the three, which nobody needs for the first layer."""
+    cols, w, has_bias, geo = cache
+    xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
+    _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
+    dy_mat = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (geo.F, -1))
+    # dW = dY · colsᵀ, computed as (cols · dYᵀ)ᵀ: the same numbers, and the
+    # orientation BLAS runs fastest for a short-and-wide dY (F ≪ N·OH·OW).
+    if narrow(geo):  # Σ over images of colsₙ · dYₙᵀ
+        dy_img = xp.reshape(dy, (geo.N, geo.F, geo.OH * geo.OW))
+        dw_t = xp.sum(_per_image(xp, cols, geo) @ xp.matrix_transpose(dy_img), axis=0)
+    else:
+        dw_t = cols @ xp.matrix_transpose(dy_mat)  # (C·KH·KW, F)
+    dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
+    db = xp.sum(dy_mat, axis=1) if has_bias else None
+    if not input_grad:
+        return None, dw, db
+    w_t = xp.matrix_transpose(xp.reshape(w, (geo.F, -1)))  # (C·KH·KW, F)
+    if geo.stride == (1, 1):
+        return input_grad_flat(xp, dy, w_t, geo), dw, db
+    return conv.col2im(xp, w_t @ dy_mat, geo), dw, db
+
+
+BLOCK = 1 << 22  # elements of Wᵀ·dY computed at once by input_grad_flat
+
+
+def input_grad_flat(xp: Any, dy: Any, w_t: Any, geo: ConvGeometry) -> Any:
+    """dx for stride 1 by "flat shifts", equal to col2im(Wᵀ·dY).
+
+    Why it holds: at stride 1, output (i, j) and kernel tap (u, v) read padded
+    input (i + dil_h·u, j + dil_w·v). Flatten the padded grid (Hp, Wp) row by
+    row; then position (i, j) is i·Wp + j and the tap adds the constant
+    u·dil_h·Wp + v·dil_w. So lay dY out on the padded grid (F, N·Hp·Wp), zero
+    where no output exists; multiply by Wᵀ once; and add row block (c, u, v)
+    of the product into one contiguous 1-D slice of the flattened dx, shifted
+    by that constant. The zeros make the positions outside the output add
+    nothing, so the sum is col2im's. The KH·KW slice-adds move long contiguous
+    runs instead of OW-element rows, at the price of a product over Hp·Wp
+    instead of OH·OW positions.
+    """
+    (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
+    Hp, Wp = geo.H + 2 * ph, geo.W + 2 * pw
+    L = geo.N * Hp * Wp
+    dev = device_of(dy)
+    dy_grid = xp.zeros((geo.F, geo.N, Hp, Wp), dtype=dy.dtype, device=dev)
+    dy_grid[:, :, : geo.OH, : geo.OW] = xp.permute_dims(dy, (1, 0, 2, 3))
+    dy_grid = xp.reshape(dy_grid, (geo.F, L))
+    tail = (geo.KH - 1) * dil_h * Wp + (geo.KW - 1) * dil_w  # reach of the last tap
+    dx_flat = xp.zeros((geo.C, L + tail), dtype=dy.dtype, device=dev)
+    taps = geo.KH * geo.KW
+    # Channels in blocks of about BLOCK elements of Wᵀ·dY: the same work,
+    # without holding all C·KH·KW × N·Hp·Wp of it at once (peak memory).
+    step = max(1, BLOCK // (taps * L))
+    for c0 in range(0, geo.C, step):
+        c1 = min(geo.C, c0 + step)
+        dcols = w_t[c0 * taps : c1 * taps, :] @ dy_grid  # ((c1−c0)·KH·KW, L)
+        dcols = xp.reshape(dcols, (c1 - c0, geo.KH, geo.KW, L))
+        for u in range(geo.KH):
+            for v in range(geo.KW):
+                offset = u * dil_h * Wp + v * dil_w
+                dx_flat[c0:c1, offset : offset + L] += dcols[:, u, v, :]
+    dxpad = xp.reshape(dx_flat[:, :L], (geo.C, geo.N, Hp, Wp))
+    dx = dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W]
+    return xp.permute_dims(dx, (1, 0, 2, 3))  # (N, C, H, W)
+
+
+# ---------------------------------------------------------------------------
+# max pooling, 2×2 windows at stride 2
+# ---------------------------------------------------------------------------
+# Two pairwise maxima: of horizontal neighbours, then of vertical ones. Each
+# element is read once (the reference loop reads each window offset
+# separately). The forward pass also keeps "which one won" of each pair (one
+# comparison per pair, as booleans: 3/16 of a float32 input's bytes), so the
+# backward pass only routes the gradient: bottom or top row of each window,
+# then right or left element of that row.
+
+
+def pairwise(geo: ConvGeometry) -> bool:
+    """True for the shape the pairwise kernels handle: 2×2, stride 2, no pad."""
+    return (geo.KH, geo.KW, geo.stride, geo.padding) == (2, 2, (2, 2), (0, 0))
+
+
+class PairwiseCache(NamedTuple):
+    """The cache of the pairwise path: the input and the winners."""
+
+    x: Any  # (N, C, 2·OH, 2·OW), odd sizes cropped
+    y: Any  # (N, C, OH, OW)
+    right_wins: Any  # (N, C, 2·OH, OW): the right element beats the left one
+    bottom_wins: Any  # (N, C, OH, OW): the bottom row's maximum beats the top's
+    geometry: ConvGeometry
+
+
+def max_pool2d_forward(x: Any, kernel_size, stride=None, padding=0):
+    """:func:`cnnbook.functional.max_pool2d_forward`, faster for 2×2 windows
+    at stride 2; the reference for every other shape."""
+    xp, geo = pool.geometry("max_pool2d_forward", x, kernel_size, stride, padding)
+    if not pairwise(geo):
+        return pool.max_pool2d_forward(x, kernel_size, stride, padding)
+    x = x[:, :, : 2 * geo.OH, : 2 * geo.OW]  # odd sizes: the last row/column drops
+    # Contiguous copies of the even and odd columns first: element-wise ops
+    # on them run several times faster than on the stride-2 views (SIMD).
+    left = xp.asarray(x[:, :, :, 0::2], copy=True)
+    right = xp.asarray(x[:, :, :, 1::2], copy=True)
+    rows = xp.maximum(left, right)  # (N, C, 2·OH, OW); NaN propagates
+    top, bottom = rows[:, :, 0::2, :], rows[:, :, 1::2, :]
+    y = xp.maximum(top, bottom)
+    # The winners as if there were no NaN; backward re-derives them from x
+    # in the rare case that y shows a NaN.
+    return y, PairwiseCache(x, y, xp.less(left, right), xp.less(top, bottom), geo)
+
+
+def _later_wins(xp: Any, first: Any, second: Any) -> Any:
+    """True where ``second`` is the first maximum of the pair (first, second),
+    NaN counting as the largest value: a NaN wins, and of two NaNs the first."""
+    return ~((first >= second) | (first != first))
+
+
+def max_pool2d_backward(dy: Any, cache: Any) -> Any:
+    """:func:`cnnbook.functional.max_pool2d_backward`, for either forward's
+    cache."""
+    if not isinstance(cache, PairwiseCache):
+        return pool.max_pool2d_backward(dy, cache)
+    x, y, right_wins, bottom_wins, geo = cache
+    xp = _checks.float_inputs("max_pool2d_backward", dy=dy, y=y)
+    _checks.grad_shape("max_pool2d_backward", dy, (geo.N, geo.C, geo.OH, geo.OW))
+    # One cheap look at y (a quarter of x): y has no NaN iff x has none, and
+    # then the winners saved by the forward pass are exact.
+    if bool(xp.any(xp.isnan(y))):
+        left, right = x[:, :, :, 0::2], x[:, :, :, 1::2]
+        right_wins = _later_wins(xp, left, right)
+        rows = xp.maximum(left, right)
+        bottom_wins = _later_wins(xp, rows[:, :, 0::2, :], rows[:, :, 1::2, :])
+    # Finite dy may be routed by multiplying with the 0/1 masks (an infinite
+    # dy times 0 would give NaN where 0 belongs).
+    finite = bool(xp.all(xp.isfinite(dy)))
+
+    def route(d, mask, out, hit, miss):  # out[hit] <- d·mask, out[miss] <- rest
+        if finite:
+            split_by_mask(d, mask, out, hit, miss)
+        else:
+            out[hit] = xp.where(mask, d, 0.0)
+            out[miss] = xp.where(mask, 0.0, d)
+
+    H2, W2 = 2 * geo.OH, 2 * geo.OW
+    dev = device_of(dy)
+    # dy -> the row gradient d_rows (N, C, 2·OH, OW): bottom or top row ...
+    d_rows = xp.empty((geo.N, geo.C, H2, geo.OW), dtype=dy.dtype, device=dev)
+    bottom = (..., slice(1, H2, 2), slice(None))
+    top = (..., slice(0, H2, 2), slice(None))
+    route(dy, bottom_wins, d_rows, bottom, top)
+    # ... -> dx: right or left element of that row.
+    make = xp.empty if (geo.H, geo.W) == (H2, W2) else xp.zeros
+    dx = make((geo.N, geo.C, geo.H, geo.W), dtype=dy.dtype, device=dev)
+    right = (..., slice(0, H2), slice(1, W2, 2))
+    left = (..., slice(0, H2), slice(0, W2, 2))
+    route(d_rows, right_wins, dx, right, left)
+    return dx
