@@ -13,6 +13,9 @@ configuration of the *other* kind of machine, as far as this one can emulate it:
 * on a CPU with AVX2 but no AVX-512 (which cannot run AVX-512 code): OpenBLAS's
   Sandybridge kernels (AVX without fused multiply-add), NumPy's AVX2 loops.
 
+``CNNBOOK_OTHER_CPU=sandybridge`` (or ``avx512``) chooses one of the two by hand, so an
+AVX-512 machine can also run the pass an AVX2 machine runs.
+
 Everything a chapter prints must come out the same, except in cells whose metadata
 names a reason they cannot (``"cnnbook": {"arithmetic_dependent": "why"}``): cells
 whose digits come from training, which is chaotic (one rounding difference in one
@@ -48,10 +51,11 @@ def other_configuration() -> tuple[str, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k not in PIN_VARIABLES}
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONHASHSEED"] = "0"
-    if has_avx512():
+    forced = os.environ.get("CNNBOOK_OTHER_CPU")  # "avx512" or "sandybridge"
+    if forced == "avx512" or (forced is None and has_avx512()):
         return "this CPU's own AVX-512 kernels and loops, 1 BLAS thread", env
     env["OPENBLAS_CORETYPE"] = "Sandybridge"
-    return "OpenBLAS Sandybridge kernels (no FMA), AVX2 loops, 1 BLAS thread", env
+    return "OpenBLAS Sandybridge kernels (no FMA), 1 BLAS thread", env
 
 
 def excuse_dependent_cells(notebook: Path, target: Path) -> list[tuple[int, str]]:
