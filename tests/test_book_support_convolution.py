@@ -76,6 +76,17 @@ def test_1d_definition_and_commutativity(rng):
     np.testing.assert_allclose(package, by_definition, atol=1e-12)
 
 
+def test_2d_definition_is_scipy_and_the_package(rng):
+    from scipy.signal import convolve2d as scipy_convolve2d
+
+    x, k = rng.normal(size=(6, 5)), rng.normal(size=(3, 2))
+    by_definition = C.convolve2d_definition(x, k)
+    np.testing.assert_allclose(by_definition, scipy_convolve2d(x, k), atol=1e-12)
+    np.testing.assert_allclose(by_definition, C.convolve2d(x, k), atol=1e-12)
+    valid = by_definition[2:6, 1:5]
+    np.testing.assert_allclose(valid, C.convolve2d(x, k, "valid"), atol=1e-12)
+
+
 def test_2d_convolution_commutes_and_correlation_reverses(rng):
     x, k = rng.normal(size=(5, 6)), rng.normal(size=(3, 4))
     np.testing.assert_allclose(C.convolve2d(x, k), C.convolve2d(k, x), atol=1e-12)

@@ -226,3 +226,15 @@ def test_explorer_builds_and_recomputes():
     assert depth.value == 3 and act.options == ("relu", "sigmoid")
     skip.value, bn.value, act.value = True, True, "sigmoid"  # each change re-runs
     plt.close("all")
+
+
+@pytest.mark.parametrize("scale", [0.8, 1.25])
+def test_scaled_relu_net_scales_weight_gradients_by_s_to_the_l_minus_1(scale):
+    # positive homogeneity: with the same upstream gradient, scaling every
+    # convolution by s scales every weight gradient by exactly s**(L - 1)
+    L = 6
+    X = np.random.default_rng(0).random((4, 1, 8, 8))
+    dz = np.random.default_rng(1).normal(size=(4, 10))
+    base = Dp.conv_grad_norms(Dp.deep_net(L, seed=0), X, None, dlogits=dz)
+    scaled = Dp.conv_grad_norms(Dp.deep_net(L, scale=scale, seed=0), X, None, dz)
+    np.testing.assert_allclose(scaled / base, scale ** (L - 1), rtol=1e-10)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cnnbook_book import devices as D
 
+from cnnbook import backend as B
 from cnnbook import functional as F
 from cnnbook import models
 
@@ -177,9 +178,27 @@ def test_summary_table_and_plot():
     row = '<td style="text-align:left">conv A</td><td style="text-align:right">1</td>'
     assert row in table and ">1.50</td>" in table and ">yes</td>" in table
     assert "100 MiB" in table
+    assert "cnnbook ms CPU time" in table and "wall ms" not in table
     ax = D.plot_benchmarks(r)
     assert len(ax.patches) == 2 and ax.get_xscale() == "log"
     matplotlib.pyplot.close("all")
+
+
+def test_table_shows_wall_time_for_multi_thread_rows():
+    r = _result()
+    two = copy.deepcopy(r["cases"][1])
+    two.update(name="pool_2t", label="pool 2t", threads=2, ratio_median=0.5)
+    two["by_clock"] = {
+        "cpu": {"cnnbook": {"median_ms": 1.0}, "torch": {"median_ms": 2.0}},
+        "wall": {"cnnbook": {"median_ms": 0.6}, "torch": {"median_ms": 1.1}},
+    }
+    r["cases"].append(two)
+    rows = {row["name"]: row for row in D.benchmark_rows(r)}
+    assert rows["pool_2t"]["cnnbook_wall_ms"] == 0.6
+    assert rows["pool_2t"]["clock"] == "cpu"
+    table = D.benchmark_html(r)
+    assert "wall ms (cnnbook / PyTorch)" in table and ">0.60 / 1.10</td>" in table
+    assert "adds up the time of all threads" in table
 
 
 def test_committed_results_are_consistent():
@@ -205,3 +224,22 @@ def test_html_table_escapes_and_aligns():
     assert '<th style="text-align:left">a</th>' in got
     assert '<td style="text-align:left">x&lt;y</td>' in got
     assert '<td style="text-align:right">1</td>' in got
+
+
+def test_count_host_traffic_counts_by_site_and_restores():
+    from array_api_strict._array_object import Array
+
+    xp = B.default_namespace("strict")
+    a = B.asarray(np.ones(3), xp, B.default_device("strict"))
+    before = Array.__float__
+
+    def step():
+        return float(xp.sum(a)), bool(xp.any(a > 0)), xp.asarray(a, copy=True)
+
+    with D.count_host_traffic() as seen:
+        step()
+        step()
+        xp.asarray(a)  # no copy asked for: not counted
+    assert seen.to_host == {"test_book_support_devices.py, in step": 4}
+    assert seen.device_copies == {"test_book_support_devices.py, in step": 2}
+    assert Array.__float__ is before and xp.asarray.__name__ == "asarray"

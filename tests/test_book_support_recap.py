@@ -71,7 +71,7 @@ def test_claims_table_and_counts(tmp_path):
     assert R.claims_per_chapter(found) == {"a": (1, 1), "b": (1, 2)}
     table = R.claims_html(found, width=12)
     assert table.count("<tr>") == 3
-    assert "<td>A</td><td>A</td>" in table
+    assert '<td>A</td><td><a href="a.html">A</a></td>' in table
     assert "<code>assert &#x27;x|y…</code>" in table  # shortened to 12 characters
     assert "<code>assert 1</code>" in table
     summary = R.summary_html(found)
@@ -93,3 +93,26 @@ def test_the_book_has_claims_in_every_toc_chapter():
     placeholders = [c for c in chapters if c not in per and c != "conclusion"]
     # chapters still being written may be placeholders without code
     assert len(per) >= 1, placeholders
+
+
+def test_claim_words_conditions_and_bookkeeping(tmp_path):
+    path = _notebook(
+        tmp_path / "w.ipynb",
+        [
+            ("md", "# W"),
+            ("md", "## Choosing `use` and $x$"),
+            ("code", "# set-up\nx = 2\nassert x > 1  # x exceeds one\nassert x"),
+            ("code", "# the sizes\nassert len('ab') == 2  # bookkeeping: page size"),
+            ("code", "if gpu:\n    # the GPU agrees\n    assert ok\nassert 1"),
+        ],
+    )  # fmt: skip
+    got = R.notebook_claims(path)
+    assert [c.cell for c in got] == [1, 3]  # the bookkeeping-only cell is no claim
+    first, gpu = got
+    assert first.claim == "x exceeds one" and first.asserts == 2
+    assert first.condition == ""
+    assert gpu.claim == "the GPU agrees" and gpu.condition == "if gpu"
+    assert R.section_link("w", first.section, "W") == "w.html#choosing-use-and-x"
+    assert R.section_link("w", "W", "W") == "w.html"
+    table = R.claims_html(got)
+    assert ">x exceeds one</td>" in table and "(only if gpu: not checked" in table

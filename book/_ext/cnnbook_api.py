@@ -14,18 +14,26 @@ References may use any public name of an object: ``cnnbook.use`` and
 Used from book/api.md inside an ``{eval-rst}`` block::
 
     .. cnnbook-api::
+       :only: cnnbook.functional* cnnbook.gradcheck
+    .. cnnbook-api::
+       :others:
     .. cnnbook-api:: cnnbook_book
 
-(the optional argument names another package: the book's helpers).
+The optional argument names another package (the book's helpers). ``:only:`` keeps
+the modules named (a trailing ``*`` includes the submodules), so the page can group
+them; ``:others:`` keeps every public module that no earlier directive of the page
+documented, so a new module always appears somewhere. A module named in ``:only:``
+that does not exist is an error.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
@@ -42,17 +50,48 @@ def public_modules(package: str = "cnnbook") -> list[str]:
     return [names[0], *sorted(names[1:])]
 
 
+def select(names: list[str], patterns: list[str]) -> list[str]:
+    """The names matched by ``patterns``: a name itself, or ``name*`` for the
+    module and its submodules; in the order of ``names``. A pattern that
+    matches nothing raises ``ValueError``."""
+    out = []
+    for pattern in patterns:
+        base = pattern.rstrip("*")
+        hits = [
+            n
+            for n in names
+            if n == base or (pattern.endswith("*") and n.startswith(base + "."))
+        ]
+        if not hits:
+            raise ValueError(f"cnnbook-api: no public module matches {pattern!r}")
+        out += [n for n in hits if n not in out]
+    return [n for n in names if n in out]
+
+
 class CnnbookApi(SphinxDirective):
     """Expand to an ``automodule`` section for every public module of cnnbook
-    (or of the package named by the optional argument)."""
+    (or of the package named by the optional argument), or for those selected
+    by ``:only:`` / ``:others:``."""
 
     has_content = False
     optional_arguments = 1
+    option_spec: ClassVar[dict[str, Any]] = {
+        "only": directives.unchanged_required,
+        "others": directives.flag,
+    }
 
     def run(self) -> list[nodes.Node]:
         lines: list[str] = []
         package = self.arguments[0] if self.arguments else "cnnbook"
-        for name in public_modules(package):
+        names = public_modules(package)
+        done = self.env.temp_data.setdefault("cnnbook_api_done", {})
+        seen = done.setdefault(self.env.docname, set())
+        if "only" in self.options:
+            names = select(names, self.options["only"].split())
+        elif "others" in self.options:
+            names = [n for n in names if n not in seen]
+        seen.update(names)
+        for name in names:
             lines += [
                 f"``{name}``",
                 "-" * (len(name) + 4),

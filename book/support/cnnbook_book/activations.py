@@ -94,7 +94,7 @@ def curve(name: str, x: Any) -> tuple[Any, Any]:
 # linear layers compose to one linear map
 # ----------------------------------------------------------------------------
 def compose_linear(weights: Sequence[Any], biases: Sequence[Any]) -> tuple[Any, Any]:
-    """weights[l] (D_{l+1}, D_l), biases[l] (D_{l+1},) -> W (D_L, D_0), b (D_L,).
+    """weights[l] (n_{l+1}, n_l), biases[l] (n_{l+1},) -> W (n_L, n_0), b (n_L,).
 
     The stack x ↦ W_L(⋯(W_1 x + b_1)⋯) + b_L with no activation in between is
     the single affine map x ↦ W x + b with W = W_L ⋯ W_1 and
@@ -120,7 +120,7 @@ def compose_linear(weights: Sequence[Any], biases: Sequence[Any]) -> tuple[Any, 
 def init_weights(
     sizes: Sequence[int], init: str = "he", scale: float = 1.0, rng: Any = 0
 ) -> list[np.ndarray]:
-    """sizes (D_0, D_1, …, D_L) -> L weights, weights[l] of shape (D_{l+1}, D_l).
+    """sizes (n_0, n_1, …, n_L) -> L weights, weights[l] of shape (n_{l+1}, n_l).
 
     ``init="xavier"``: N(0, 2/(fan_in + fan_out)) (Glorot & Bengio, 2010);
     ``init="he"``: N(0, 2/fan_in) (He et al., 2015); both from
@@ -149,7 +149,7 @@ def init_weights(
 def mlp_forward(
     x: Any, weights: Sequence[Any], activation: str, biases: Sequence[Any] | None = None
 ) -> tuple[list[Any], list[Any]]:
-    """x (N, D_0) -> hidden outputs [h_1 … h_L], h_l (N, D_l), and caches.
+    """x (N, n_0) -> hidden outputs [h_1 … h_L], h_l (N, n_l), and caches.
 
     Each layer is h_l = f(h_{l-1} W_lᵀ + b_l) from ``linear_forward`` and the
     activation's ``*_forward``; ``biases`` None means no biases.
@@ -166,9 +166,9 @@ def mlp_forward(
 
 
 def mlp_backward(dh: Any, caches: list[Any], activation: str) -> list[Any]:
-    """dh (N, D_L), the gradient at the last output -> [dh_0, dh_1 … dh_{L-1}].
+    """dh (N, n_L), the gradient at the last output -> [dh_0, dh_1 … dh_{L-1}].
 
-    dh_l (N, D_l) is the gradient with respect to the input of layer l + 1
+    dh_l (N, n_l) is the gradient with respect to the input of layer l + 1
     (dh_0 with respect to x), from the package's backward passes.
     """
     _, backward = _pair(activation)
@@ -209,7 +209,7 @@ def deep_stats(
     rng: Any = 0,
     samples: int = 2000,
 ) -> DeepStats:
-    """x (N, D_0) -> :class:`DeepStats` of ``depth`` dense layers of ``width``.
+    """x (N, n_0) -> :class:`DeepStats` of ``depth`` dense layers of ``width``.
 
     Weights from :func:`init_weights` (the same seed gives the same network
     for every activation), no biases. The arrays stay on x's backend; the

@@ -9,9 +9,10 @@ Array functions (:func:`correlate2d`, :func:`convolve2d`, :func:`flip`,
 :func:`dilate_kernel`, :func:`shift`) take their namespace from their inputs
 and run on every backend; they call the package's :func:`conv2d_forward` rather
 than re-implementing it. The matrix and FFT constructions
-(:func:`conv_matrix`, :func:`fft_convolve2d`, :func:`convolve1d_definition`)
-are host-side mathematics on NumPy arrays. Plotting and widgets import
-matplotlib and ipywidgets only when called.
+(:func:`conv_matrix`, :func:`fft_convolve2d`) and the definitions written out
+as loops (:func:`convolve1d_definition`, :func:`convolve2d_definition`) are
+host-side mathematics on NumPy arrays. Plotting and widgets import matplotlib
+and ipywidgets only when called.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "conv_matrix",
     "convolve1d_definition",
     "convolve2d",
+    "convolve2d_definition",
     "correlate2d",
     "dilate_kernel",
     "explorer_figure",
@@ -234,6 +236,29 @@ def convolve1d_definition(f: np.ndarray, g: np.ndarray) -> np.ndarray:
         for a in range(n):
             if 0 <= t - a < m:
                 out[t] += f[a] * g[t - a]
+    return out
+
+
+def convolve2d_definition(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """x (H, W), k (KH, KW) -> full true convolution (H + KH − 1, W + KW − 1).
+
+    (x * k)[t1, t2] = Σ_a1 Σ_a2 x[a1, a2] · k[t1 − a1, t2 − a2], by the letter:
+    loops over every input position a and every output position t, no flip and no
+    call into the package, so it is an independent check of :func:`convolve2d`.
+    The "valid" part is ``[KH − 1 : H, KW − 1 : W]``.
+
+    >>> convolve2d_definition(np.array([[1.0, 2.0]]), np.array([[1.0], [3.0]])).tolist()
+    [[1.0, 2.0], [3.0, 6.0]]
+    """
+    H, W = x.shape
+    KH, KW = k.shape
+    out = np.zeros((H + KH - 1, W + KW - 1))
+    for t1 in range(H + KH - 1):
+        for t2 in range(W + KW - 1):
+            for a1 in range(H):
+                for a2 in range(W):
+                    if 0 <= t1 - a1 < KH and 0 <= t2 - a2 < KW:
+                        out[t1, t2] += x[a1, a2] * k[t1 - a1, t2 - a2]
     return out
 
 

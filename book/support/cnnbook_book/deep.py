@@ -204,13 +204,16 @@ def deep_net(
     return nn.Sequential(*layers)
 
 
-def conv_grad_norms(model: nn.Module, X: Any, y: Any) -> np.ndarray:
+def conv_grad_norms(
+    model: nn.Module, X: Any, y: Any, dlogits: Any = None
+) -> np.ndarray:
     """X (N, C, H, W), y (N,) -> (L,) float64: ‖∂loss/∂W_l‖ for each Conv2d.
 
     One forward and one backward pass of the cross-entropy loss in training
     mode; the norms come from :class:`cnnbook.nn.Recorder`'s backward hooks,
     in the order the convolutions appear in the forward pass. X is cast to the
-    parameters' dtype.
+    parameters' dtype. With ``dlogits`` (N, num_classes) that array is
+    backpropagated instead of the loss's gradient (``y`` is then unused).
 
     >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
     >>> conv_grad_norms(deep_net(3), X, np.arange(8)).shape
@@ -223,8 +226,13 @@ def conv_grad_norms(model: nn.Module, X: Any, y: Any) -> np.ndarray:
     model.train()
     model.zero_grad()
     with nn.Recorder(model, activations=False) as rec:
-        criterion(model(X), y)
-        model.backward(criterion.backward())
+        logits = model(X)
+        if dlogits is None:
+            criterion(logits, y)
+            model.backward(criterion.backward())
+        else:
+            xp = B.namespace("conv_grad_norms", logits=logits, dlogits=dlogits)
+            model.backward(xp.astype(dlogits, logits.dtype))
     model.zero_grad()
     return np.array([rec.param_grad_norms[f"{n}.weight"] for n in convs])
 

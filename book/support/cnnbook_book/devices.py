@@ -29,7 +29,9 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,12 +41,14 @@ from cnnbook.functional import conv_output_size
 
 __all__ = [
     "Gemm",
+    "HostTraffic",
     "attainable",
     "benchmark_html",
     "benchmark_rows",
     "branching_sites",
     "check_benchmarks",
     "conv_gemm",
+    "count_host_traffic",
     "failure",
     "find_benchmarks",
     "html_table",
@@ -97,6 +101,70 @@ def failure(fn: Callable, *args: Any, **kwargs: Any) -> str:
     except Exception as err:  # the point: show whichever error it is
         return f"{type(err).__name__}: {err}"
     raise AssertionError(f"{getattr(fn, '__name__', fn)} did not fail")
+
+
+class HostTraffic(NamedTuple):
+    """What :func:`count_host_traffic` saw, each a ``Counter`` of call sites
+    ("file.py, in function")."""
+
+    to_host: Counter  #: float/int/bool of a device array: a sync and a copy
+    device_copies: Counter  #: asarray(a, copy=True) of a device array
+
+
+def _caller() -> str:
+    import traceback
+
+    frame = traceback.extract_stack(limit=3)[0]
+    return f"{Path(frame.filename).name}, in {frame.name}"
+
+
+@contextmanager
+def count_host_traffic() -> Iterator[HostTraffic]:
+    """Record, while active, what a computation on the strict device asks of it.
+
+    Yields a :class:`HostTraffic`: ``to_host`` counts ``float``/``int``/``bool``
+    of a strict array (on a GPU each is a synchronisation and a copy to the
+    host), ``device_copies`` counts ``asarray(a, copy=True)`` of a strict array
+    (a copy that stays on the device), both by call site. The counting wraps
+    those methods of ``array_api_strict`` and restores them on exit.
+
+    >>> import numpy as np
+    >>> xp = B.default_namespace("strict")
+    >>> a = B.asarray(np.ones(3), xp, B.default_device("strict"))
+    >>> with count_host_traffic() as seen:
+    ...     _ = float(xp.sum(a)), xp.asarray(a, copy=True)
+    >>> sum(seen.to_host.values()), sum(seen.device_copies.values())
+    (1, 1)
+    """
+    import array_api_strict
+    from array_api_strict._array_object import Array
+
+    seen = HostTraffic(Counter(), Counter())
+    methods = ("__float__", "__int__", "__bool__")
+    saved = {name: getattr(Array, name) for name in methods}
+    asarray = array_api_strict.asarray
+
+    def counting(method: Callable) -> Callable:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.to_host[_caller()] += 1
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    def counting_asarray(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(obj, Array) and kwargs.get("copy") is True:
+            seen.device_copies[_caller()] += 1
+        return asarray(obj, *args, **kwargs)
+
+    for name, method in saved.items():
+        setattr(Array, name, counting(method))
+    array_api_strict.asarray = counting_asarray
+    try:
+        yield seen
+    finally:
+        for name, method in saved.items():
+            setattr(Array, name, method)
+        array_api_strict.asarray = asarray
 
 
 def synchronize(a: Any) -> None:
@@ -265,7 +333,9 @@ def _conv_shapes(text: str) -> tuple[tuple[int, ...], tuple[int, ...], int, int]
 
 def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The cases that ran against PyTorch, one flat dict each: label, threads,
-    dtype, cnnbook_ms, torch_ms (medians), ratio, target, met, and for
+    dtype, cnnbook_ms, torch_ms (medians on the run's clock), ratio, target, met,
+    clock ("cpu": process CPU time, which adds up all threads; "wall"), the
+    wall-clock medians cnnbook_wall_ms and torch_wall_ms where recorded, and for
     convolution forward + backward cases the nominal GFLOP/s of each library
     (3 GEMMs of :func:`conv_gemm`'s size per step)."""
     rows = []
@@ -282,7 +352,12 @@ def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio": case["ratio_median"],
             "target": case.get("target"),
             "met": case.get("met"),
+            "clock": case.get("clock", result.get("settings", {}).get("clock")),
         }
+        wall = case.get("by_clock", {}).get("wall")
+        if wall is not None:
+            row["cnnbook_wall_ms"] = wall["cnnbook"]["median_ms"]
+            row["torch_wall_ms"] = wall["torch"]["median_ms"]
         shapes = case.get("shapes", "")
         if case["name"].startswith("conv") and "forward only" not in shapes:
             x, w, s, p = _conv_shapes(shapes)
@@ -350,17 +425,43 @@ def machine_summary(result: dict[str, Any]) -> str:
 
 def benchmark_html(result: dict[str, Any]) -> str:
     """The table of :func:`benchmark_rows` as an HTML table (medians in ms),
-    which renders the same in Jupyter and in the book, and the memory line."""
-    head = ["case", "threads", "cnnbook ms", "PyTorch ms", "ratio", "target", "met"]
+    which renders the same in Jupyter and in the book, and the memory line.
+
+    The header names the clock. Process CPU time adds up the time of every
+    thread, so for rows with more than one thread the wall-clock medians are
+    shown beside it (where the run recorded them)."""
+    clock = result.get("settings", {}).get("clock", "wall")
+    unit = "ms CPU time" if clock == "cpu" else "ms wall"
+    rows = benchmark_rows(result)
+    multi = clock == "cpu" and any(
+        r["threads"] > 1 and "cnnbook_wall_ms" in r for r in rows
+    )
+    head = ["case", "threads", f"cnnbook {unit}", f"PyTorch {unit}", "ratio",
+            "target", "met"]  # fmt: skip
+    if multi:
+        head.append("wall ms (cnnbook / PyTorch)")
     body = []
-    for r in benchmark_rows(result):
+    for r in rows:
         target = "" if r["target"] is None else f"{r['target']:.1f}"
         met = {True: "yes", False: "no"}.get(r["met"], "")
-        body.append(
-            [r["label"], str(r["threads"]), f"{r['cnnbook_ms']:.2f}",
-             f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}", target, met]
-        )  # fmt: skip
-    text = html_table(head, body, align="lrrrrrl")
+        cells = [r["label"], str(r["threads"]), f"{r['cnnbook_ms']:.2f}",
+                 f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}", target, met]  # fmt: skip
+        if multi:
+            wall = r["threads"] > 1 and "cnnbook_wall_ms" in r
+            cells.append(
+                f"{r['cnnbook_wall_ms']:.2f} / {r['torch_wall_ms']:.2f}" if wall else ""
+            )
+        body.append(cells)
+    text = html_table(head, body, align="lrrrrrlr")
+    if clock == "cpu":
+        text += (
+            "\n<p>Times are medians of process CPU time, which adds up the time of "
+            "all threads: a row with more than one thread shows its wall-clock "
+            "medians in the last column.</p>"
+            if multi
+            else "\n<p>Times are medians of process CPU time (one thread: about "
+            "the wall-clock time).</p>"
+        )
     mem = result.get("memory")
     if mem:
         text += (

@@ -4,8 +4,13 @@ A *claim* is a code cell that contains at least one ``assert`` statement: the ce
 checks, every time the chapter runs, something the text says. This module reads the
 chapters (``book/*.ipynb``, JSON) without executing them and lists, for each claim,
 the chapter, the section heading above the cell, the cell's number among the chapter's
-code cells, how many asserts it holds, its first comment line and its first assert, so
-the recap table is generated from the chapters and never copied by hand.
+code cells (the ``In [n]`` of an executed notebook), how many asserts it holds, the
+claim in words (the comment on or above the first assert), the first assert itself,
+and the condition of any ``if`` that an assert sits under (such an assert checks
+nothing when the branch does not run, e.g. without a GPU), so the recap table is
+generated from the chapters and never copied by hand. An assert whose line carries
+the comment ``# bookkeeping`` (a page-size limit, a check of the experiment's set-up)
+is not a claim about the subject and is not counted.
 
 - :func:`toc_chapters` lists the notebook chapters of ``_toc.yml`` in book order.
 - :func:`notebook_claims` finds the claims of one notebook.
@@ -30,6 +35,7 @@ __all__ = [
     "claims_html",
     "claims_per_chapter",
     "notebook_claims",
+    "section_link",
     "summary_html",
     "toc_chapters",
 ]
@@ -42,8 +48,11 @@ _ASSERT = re.compile(r"^\s*assert\b(.*)$")
 class Claim(NamedTuple):
     """One checking cell: chapter (notebook stem), title (its ``#`` heading),
     section (the nearest heading above the cell), cell (1-based among code
-    cells), asserts (how many), comment (first comment line, or ""), check
-    (the first assert statement, on one line)."""
+    cells), asserts (how many, bookkeeping left out), comment (first comment
+    line, or ""), check (the first assert statement, on one line), claim (the
+    comment on or above the first assert, or the cell's first comment, or ""),
+    condition (the tests of the ``if`` statements that asserts sit under,
+    joined by "; ", or "")."""
 
     chapter: str
     title: str
@@ -52,6 +61,8 @@ class Claim(NamedTuple):
     asserts: int
     comment: str
     check: str
+    claim: str = ""
+    condition: str = ""
 
 
 def _text(cell: dict) -> str:
@@ -70,17 +81,67 @@ def _headings(markdown: str) -> list[tuple[int, str]]:
     return found
 
 
-def _asserts(code: str) -> list[str]:
-    """The assert statements of a code cell, each on one line (magics skipped)."""
+class _Assert(NamedTuple):
+    check: str  # the statement, on one line
+    words: str  # the comment on its first line, or on the line above, or ""
+    condition: str  # the tests of the enclosing ``if`` statements, or ""
+    bookkeeping: bool
+
+
+def _trailing_comment(line: str) -> str:
+    import io
+    import tokenize
+
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type == tokenize.COMMENT:
+                return tok.string.lstrip("# ").strip()
+    except (tokenize.TokenError, IndentationError):
+        pass
+    return ""
+
+
+def _assert_info(code: str) -> list[_Assert]:
+    """The assert statements of a code cell (magics skipped), in order."""
     lines = ["" if _MAGIC.match(line) else line for line in code.splitlines()]
     clean = "\n".join(lines)
     try:
         tree = ast.parse(clean)
     except SyntaxError:  # not plain Python: fall back to the lines
-        return [f"assert{m.group(1)}" for m in map(_ASSERT.match, lines) if m]
-    found = [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
-    found.sort(key=lambda n: (n.lineno, n.col_offset))
-    return [" ".join(ast.get_source_segment(clean, n).split()) for n in found]
+        return [
+            _Assert(f"assert{m.group(1)}", "", "", False)
+            for m in map(_ASSERT.match, lines)
+            if m
+        ]
+    found: list[tuple[ast.Assert, list[str]]] = []
+
+    def visit(node: ast.AST, conditions: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Assert):
+                found.append((child, conditions))
+            inner = conditions
+            if isinstance(child, ast.If):
+                test = " ".join(ast.get_source_segment(clean, child.test).split())
+                inner = [*conditions, f"if {test}"]
+            visit(child, inner)
+
+    visit(tree, [])
+    found.sort(key=lambda item: (item[0].lineno, item[0].col_offset))
+    out = []
+    for node, conditions in found:
+        first = lines[node.lineno - 1]
+        words = _trailing_comment(first)
+        above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+        if not words and above.startswith("#"):
+            words = above.lstrip("# ").strip()
+        check = " ".join(ast.get_source_segment(clean, node).split())
+        out.append(_Assert(check, words, "; ".join(conditions), "bookkeeping" in words))
+    return out
+
+
+def _asserts(code: str) -> list[str]:
+    """The assert statements of a code cell, each on one line (magics skipped)."""
+    return [a.check for a in _assert_info(code)]
 
 
 def _comment(code: str) -> str:
@@ -108,8 +169,11 @@ def notebook_claims(path: Path | str) -> list[Claim]:
         if cell.get("cell_type") != "code":
             continue
         number += 1
-        checks = _asserts(text)
+        checks = [a for a in _assert_info(text) if not a.bookkeeping]
         if checks:
+            conditions = dict.fromkeys(
+                part for a in checks if a.condition for part in a.condition.split("; ")
+            )
             found.append(
                 Claim(
                     path.stem,
@@ -118,7 +182,9 @@ def notebook_claims(path: Path | str) -> list[Claim]:
                     number,
                     len(checks),
                     _comment(text),
-                    checks[0],
+                    checks[0].check,
+                    checks[0].words or _comment(text),
+                    "; ".join(conditions),
                 )
             )
     return found
@@ -175,21 +241,46 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def section_link(chapter: str, section: str, title: str) -> str:
+    """The address of ``section`` in the built page of ``chapter``: the page
+    itself for its title, else the anchor Sphinx derives from the heading text
+    (markup removed, then :func:`docutils.nodes.make_id`)."""
+    from docutils.nodes import make_id
+
+    if section == title:
+        return f"{chapter}.html"
+    text = re.sub(r"[`$*]", "", section)
+    return f"{chapter}.html#{make_id(text)}"
+
+
 def claims_html(found: Iterable[Claim], width: int = 70) -> str:
-    """An HTML table: chapter title, section, cell, asserts, first assert
-    (shortened to ``width`` characters, as code)."""
-    rows = [
-        "<tr>"
-        f"<td>{html.escape(c.title)}</td><td>{html.escape(c.section)}</td>"
-        f'<td style="text-align:right">{c.cell}</td>'
-        f'<td style="text-align:right">{c.asserts}</td>'
-        f"<td><code>{html.escape(_short(c.check, width))}</code></td>"
-        "</tr>"
-        for c in found
-    ]
+    """An HTML table: chapter title, section (linked), code cell (``In [n]``),
+    asserts, the claim in words (else the first assert, as code; shortened to
+    ``width`` characters) and, flagged, the condition an assert depends on."""
+    rows = []
+    for c in found:
+        href = html.escape(section_link(c.chapter, c.section, c.title))
+        if c.claim:
+            claim = html.escape(_short(c.claim, width))
+        else:
+            claim = f"<code>{html.escape(_short(c.check, width))}</code>"
+        if c.condition:
+            claim += (
+                f" <strong>(only {html.escape(c.condition)}: not checked "
+                "when that branch does not run)</strong>"
+            )
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(c.title)}</td>"
+            f'<td><a href="{href}">{html.escape(c.section)}</a></td>'
+            f'<td style="text-align:right">{c.cell}</td>'
+            f'<td style="text-align:right">{c.asserts}</td>'
+            f"<td>{claim}</td>"
+            "</tr>"
+        )
     head = (
-        "<tr><th>chapter</th><th>section</th><th>cell</th><th>asserts</th>"
-        "<th>first check</th></tr>"
+        "<tr><th>chapter</th><th>section</th><th>code cell</th><th>asserts</th>"
+        "<th>claim (the comment at its first assert; else the assert)</th></tr>"
     )
     return "\n".join(["<table>", "<thead>", head, "</thead>", "<tbody>", *rows,
                       "</tbody>", "</table>"])  # fmt: skip
