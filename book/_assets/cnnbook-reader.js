@@ -1,0 +1,35 @@
+// Scroll boxes a keyboard can reach (axe: scrollable-region-focusable). A box in the
+// page whose content is wider (or taller) than the box, such as a display equation or
+// a table on a phone, gets tabindex="0" so arrow keys can scroll it. Checked again
+// when the page changes (MathJax, widgets) and when the window is resized.
+(function () {
+  "use strict";
+  var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
+  function mark() {
+    var main = document.querySelector("main") || document.body;
+    main.querySelectorAll("*").forEach(function (el) {
+      if (el.hasAttribute("tabindex")) return;
+      // inside an equation only the container itself can scroll
+      if (el.tagName.startsWith("MJX-") && el.tagName !== "MJX-CONTAINER") return;
+      var s = getComputedStyle(el);
+      var scrollsX = /auto|scroll/.test(s.overflowX) && el.scrollWidth > el.clientWidth + 1;
+      var scrollsY = /auto|scroll/.test(s.overflowY) && el.scrollHeight > el.clientHeight + 1;
+      if ((scrollsX || scrollsY) && !el.querySelector(FOCUSABLE)) {
+        el.setAttribute("tabindex", "0");
+      }
+    });
+  }
+  var timer = null;
+  function soon() {
+    clearTimeout(timer);
+    timer = setTimeout(mark, 150);
+  }
+  window.addEventListener("load", function () {
+    soon();
+    new MutationObserver(soon).observe(document.querySelector("main") || document.body, {
+      childList: true,
+      subtree: true,
+    });
+    window.addEventListener("resize", soon);
+  });
+})();
