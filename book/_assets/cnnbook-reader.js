@@ -1,7 +1,9 @@
-// Scroll boxes a keyboard can reach (axe: scrollable-region-focusable). A box in the
-// page whose content is wider (or taller) than the box, such as a display equation or
-// a table on a phone, gets tabindex="0" so arrow keys can scroll it. Checked again
-// when the page changes (MathJax, widgets) and when the window is resized.
+// 1. Scroll boxes a keyboard can reach (axe: scrollable-region-focusable). A box in the
+//    page whose content is wider (or taller) than the box, such as a display equation
+//    or a table on a phone, gets tabindex="0" so arrow keys can scroll it.
+// 2. ipywidgets sliders: the handle (role="slider") gets the slider's visible label
+//    as its name (axe: aria-input-field-name).
+// Checked again when the page changes (MathJax, widgets) and when it is resized.
 (function () {
   "use strict";
   var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
@@ -19,10 +21,22 @@
       }
     });
   }
+  function nameSliders() {
+    document.querySelectorAll(".widget-slider").forEach(function (slider) {
+      var label = slider.querySelector(".widget-label");
+      var name = (label && label.textContent.trim()) || "value";
+      slider.querySelectorAll('[role="slider"]:not([aria-label])').forEach(function (h) {
+        h.setAttribute("aria-label", name);
+      });
+    });
+  }
   var timer = null;
   function soon() {
     clearTimeout(timer);
-    timer = setTimeout(mark, 150);
+    timer = setTimeout(function () {
+      nameSliders();
+      mark();
+    }, 150);
   }
   window.addEventListener("load", function () {
     soon();

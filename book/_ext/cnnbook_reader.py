@@ -4,7 +4,8 @@ Each HTML page is adjusted where configuration alone cannot reach:
 
 1. Scripts: an inline script that two extensions both add (sphinx-thebe's
    ``THEBE_JS_URL``, sphinx-togglebutton's selector) is written once; a second
-   ``const`` declaration is a SyntaxError in the browser.
+   ``const`` declaration is a SyntaxError in the browser. Thebe's files load only
+   if ``launch_buttons: thebe`` is on, sphinx-design's only on pages that use it.
 2. Widgets: the ipywidgets HTML manager (``nb_ipywidgets_js``, ~1.9 MB) loads only on
    pages with a widget a reader can use. A page whose widgets only *display* something
    (a finished tqdm progress bar: an HBox of HTML labels and a progress bar) gets their
@@ -15,7 +16,8 @@ Each HTML page is adjusted where configuration alone cannot reach:
 4. Accessibility of the theme's markup (axe-core): the search buttons and code-cell
    toggles carry an ``aria-label`` that does not contain their visible text
    (label-content-name-mismatch), so the label is dropped and the visible text names
-   them; bibliography entries use the deprecated ``doc-biblioentry`` role inside a
+   them; the frames of a JavaScript animation get alt text and its slider a name;
+   bibliography entries use the deprecated ``doc-biblioentry`` role inside a
    ``role="list"``, so they become ``listitem``.
 5. The theme's colour mode defaults to ``auto`` (an empty mode is a console error).
 
@@ -122,8 +124,9 @@ def page_widgets(app, pagename, templatename, context, doctree):
         unique.append(js)
     scripts[:] = unique
 
-    state = _state_of(scripts)
     body = context.get("body", "")
+    drop_unused_assets(app, context, body)
+    state = _state_of(scripts)
     if state is None:
         return
     views = [json.loads(m.group(1)) for m in WIDGET_VIEW.finditer(body)]
@@ -144,6 +147,23 @@ def page_widgets(app, pagename, templatename, context, doctree):
     )
 
 
+def drop_unused_assets(app, context, body: str) -> None:
+    """Thebe when it is not configured; sphinx-design where the page has none of it."""
+    unused = []
+    if not app.config.html_theme_options.get("launch_buttons", {}).get("thebe"):
+        unused += ["sphinx-thebe", "THEBE_JS_URL"]
+    if 'class="sd-' not in body:
+        unused += ["design-tabs.js", "sphinx-design"]
+
+    def used(asset) -> bool:
+        text = f"{asset.filename} {asset.attributes.get('body', '')}"
+        return not any(name in text for name in unused)
+
+    for key in ("script_files", "css_files"):
+        if key in context:
+            context[key][:] = [a for a in context[key] if used(a)]
+
+
 # ----------------------------------------------------------------------------------
 # the finished page
 # ----------------------------------------------------------------------------------
@@ -155,6 +175,13 @@ FIXES = [
     (re.compile(r'(<button class="btn search-button-field[^>]*?) aria-label="Search"'),
      r"\1"),
     (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>"),
+    # matplotlib's JavaScript animations (cnnbook.show.animation_html): the frame
+    # image gets a text alternative and the frame slider a name
+    (re.compile(r'<img id="_anim_img(\w+)">'),
+     lambda m: f'<img id="_anim_img{m[1]}" alt="Animation: '
+               f'{m[1].replace("_", " ")}, one frame at a time (controls below)">'),
+    (re.compile(r'(<input id="_anim_slider\w+" type="range")'),
+     r'\1 aria-label="Animation frame"'),
     # bibliography: children of role="list" must be list items
     (re.compile(r'role="doc-biblioentry"'), 'role="listitem"'),
 ]  # fmt: skip
