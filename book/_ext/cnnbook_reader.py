@@ -182,6 +182,9 @@ FIXES = [
                f'{m[1].replace("_", " ")}, one frame at a time (controls below)">'),
     (re.compile(r'(<input id="_anim_slider\w+" type="range")'),
      r'\1 aria-label="Animation frame"'),
+    # the launch menu's logos are fetched when the menu opens, not with every page
+    (re.compile(r'(<img alt="(?:Binder|Colab|JupyterHub) logo")'),
+     r'\1 loading="lazy"'),
     # bibliography: children of role="list" must be list items
     (re.compile(r'role="doc-biblioentry"'), 'role="listitem"'),
 ]  # fmt: skip
