@@ -121,3 +121,15 @@ def test_an_inline_script_added_twice_is_written_once():
     thebe = [js for js in context["script_files"] if "THEBE" in str(js.attributes)]
     assert len(thebe) == 1  # two copies declared a const twice: a SyntaxError
     assert "_static/sphinx-thebe.js" in [js.filename for js in context["script_files"]]
+
+
+def test_search_scripts_are_matched_for_removal():
+    page = (
+        '<script src="../_static/searchtools.js"></script>\n'
+        '<script src="../_static/language_data.js"></script>\n'
+        '<script src="../searchindex.js"></script>\n'
+        '<script src="../_static/doctools.js?v=1"></script>'
+    )
+    assert R.SEARCH_SCRIPTS.sub("", page).strip() == (
+        '<script src="../_static/doctools.js?v=1"></script>'
+    )

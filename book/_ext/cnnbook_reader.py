@@ -13,6 +13,8 @@ Each HTML page is adjusted where configuration alone cannot reach:
    the manager nor the saved widget state.
 3. The theme's ``fontawesome.js`` (1.5 MB, replaces icons by SVG) is not loaded: the
    theme's stylesheet already draws the same icons with Font Awesome's web fonts.
+   Sphinx's search scripts and index load on the search page only (the theme's
+   search-as-you-type, which needs them everywhere, is off).
 4. Accessibility of the theme's markup (axe-core): the search buttons and code-cell
    toggles carry an ``aria-label`` that does not contain their visible text
    (label-content-name-mismatch), so the label is dropped and the visible text names
@@ -196,14 +198,27 @@ def finish(page_html: str) -> str:
     return page_html
 
 
+# pydata-sphinx-theme loads Sphinx's search (searchtools.js, language_data.js and the
+# whole searchindex.js) on every page for its search-as-you-type box; with that option
+# off (the default) the search box sends the reader to search.html, which loads them.
+SEARCH_SCRIPTS = re.compile(
+    r'\s*<script src="[^"]*(?:_static/searchtools\.js|_static/language_data\.js|'
+    r'searchindex\.js)"></script>'
+)
+
+
 def wrap_renderer(app):
     if app.builder.format != "html" or not hasattr(app.builder, "templates"):
         return
     templates = app.builder.templates
     render = templates.render
+    as_you_type = app.config.html_theme_options.get("search_as_you_type", False)
 
     def render_finished(template, context):
-        return finish(render(template, context))
+        page_html = finish(render(template, context))
+        if not as_you_type and context.get("pagename") != "search":
+            page_html = SEARCH_SCRIPTS.sub("", page_html)
+        return page_html
 
     templates.render = render_finished
 
