@@ -3,6 +3,9 @@
 //    or a table on a phone, gets tabindex="0" so arrow keys can scroll it.
 // 2. ipywidgets sliders: the handle (role="slider") gets the slider's visible label
 //    as its name (axe: aria-input-field-name).
+// 3. Figures on a narrow screen: an output figure is never shown below MIN_SCALE of
+//    its natural size (its labels would be too small to read); where the column is
+//    narrower than that, the figure scrolls sideways inside its own box.
 // Checked again when the page changes (MathJax, widgets) and when it is resized.
 (function () {
   "use strict";
@@ -30,11 +33,30 @@
       });
     });
   }
+  var MIN_SCALE = 0.6;
+  function fitFigures() {
+    document.querySelectorAll("main .cell_output img").forEach(function (img) {
+      if (!img.naturalWidth || img.closest(".animation, .widget-subarea")) return;
+      var box = img.parentElement;
+      if (!box.classList.contains("cnnbook-figure")) {
+        box = document.createElement("div");
+        box.className = "cnnbook-figure";
+        img.parentElement.insertBefore(box, img);
+        box.appendChild(img);
+      }
+      var least = Math.round(img.naturalWidth * MIN_SCALE);
+      var wide = least > box.clientWidth;
+      box.classList.toggle("cnnbook-figure-wide", wide);
+      img.style.width = wide ? least + "px" : "";
+      img.style.maxWidth = wide ? "none" : "";
+    });
+  }
   var timer = null;
   function soon() {
     clearTimeout(timer);
     timer = setTimeout(function () {
       nameSliders();
+      fitFigures();
       mark();
     }, 150);
   }
