@@ -6,8 +6,9 @@
 # 1. scripts/setup_env.sh creates .venv if missing and installs requirements.txt and
 #    the package (-e .); set CNNBOOK_SKIP_SETUP=1 to skip it when .venv is ready.
 # 2. npm installs the JavaScript the built pages need offline (package-lock.json:
-#    MathJax 3, RequireJS, the ipywidgets HTML manager) and the files are copied to
-#    _build/vendor, which _config.yml serves as _build/html/_static/{mathjax,...}
+#    MathJax 3, the ipywidgets HTML manager; axe-core for the browser test) and the
+#    files are copied to _build/vendor, which _config.yml serves as
+#    _build/html/_static/{mathjax,...}
 #    (also Font Awesome 4, which matplotlib's JavaScript animations use).
 # 3. jupyter-book builds from the outputs stored in the notebooks, warnings fatal.
 # 4. The pages are checked for script URLs pointing at a CDN.
@@ -30,7 +31,7 @@ fi
 
 vendor=_build/vendor
 rm -rf "$vendor"
-mkdir -p "$vendor/mathjax" "$vendor/require" "$vendor/html-manager"
+mkdir -p "$vendor/mathjax" "$vendor/html-manager"
 # MathJax: the combined TeX + CommonHTML component and the pieces it loads on demand
 # (extensions, fonts, menu, accessibility).
 mj=node_modules/mathjax/es5
@@ -38,9 +39,10 @@ cp "$mj/tex-chtml.js" "$vendor/mathjax/"
 for d in input output ui a11y adaptors sre; do
     cp -r "$mj/$d" "$vendor/mathjax/"
 done
-cp node_modules/requirejs/require.js "$vendor/require/"
+# the ipywidgets HTML manager: embed.js bundles the core widgets and needs no RequireJS
+# (1.9 MB; embed-amd.js + require.js were 3.7 MB). Loaded only by pages with widgets.
 hm=node_modules/@jupyter-widgets/html-manager/dist
-cp "$hm/embed-amd.js" "$vendor/html-manager/"
+cp "$hm/embed.js" "$vendor/html-manager/"
 # the icon fonts the widget CSS refers to, found next to the script
 find "$hm" -maxdepth 1 -type f \
     \( -name '*.woff' -o -name '*.woff2' -o -name '*.ttf' -o -name '*.eot' \

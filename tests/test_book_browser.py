@@ -13,7 +13,8 @@ page the test sees what the browser actually fetched. It asserts:
 - figures are present: every image output stored in the notebook appears as an
   ``<img>``, and the browser fetched each image successfully;
 - saved widgets render: each widget view stored in the notebook became a
-  ``widget-subarea`` with rendered ipywidgets inside;
+  ``widget-subarea`` with rendered ipywidgets inside, or, on a page whose widgets only
+  display something (a finished progress bar), static HTML (``cnnbook_reader.py``);
 - exercise solutions (``{admonition}`` with ``:class: dropdown``) start collapsed;
 - no missing local assets: every local ``src``/``href`` in the rendered DOM exists in
   ``_build/html``, no request the page made got a 404, and no script or stylesheet is
@@ -107,7 +108,19 @@ class Expected:
     """What a page must show, read from its notebook's stored outputs."""
 
     images: int = 0
-    widget_views: int = 0
+    widget_views: int = 0  # rendered by the ipywidgets manager
+    static_widgets: int = 0  # display-only, written as HTML by cnnbook_reader.py
+
+
+def _reader_ext():
+    """book/_ext/cnnbook_reader.py, which decides where the widget manager loads."""
+    import importlib.util
+
+    path = ROOT / "book" / "_ext" / "cnnbook_reader.py"
+    spec = importlib.util.spec_from_file_location("cnnbook_reader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def expected_from_source(path: Path) -> Expected:
@@ -118,6 +131,7 @@ def expected_from_source(path: Path) -> Expected:
     has_state = bool(
         nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state")
     )
+    views = []
     for cell in nb["cells"]:
         if cell["cell_type"] != "code" or "remove-output" in cell.get(
             "metadata", {}
@@ -126,9 +140,16 @@ def expected_from_source(path: Path) -> Expected:
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if has_state and WIDGET_VIEW in data:
-                exp.widget_views += 1  # rendered instead of any image fallback
+                views.append(data[WIDGET_VIEW]["model_id"])  # instead of a fallback
             elif any(m in data for m in IMAGE_MIME):
                 exp.images += 1
+    if views:
+        ext = _reader_ext()
+        state = nb["metadata"]["widgets"][WIDGET_STATE]
+        if all(ext._models(state, v) <= ext.DISPLAY_ONLY for v in views):
+            exp.static_widgets = len(views)
+        else:
+            exp.widget_views = len(views)
     return exp
 
 
@@ -284,6 +305,14 @@ def test_page_renders_in_chromium(site, docname):
         )
         assert not re.search(r'<div class="widget-subarea"></div>', dom), (
             f"{docname}: an empty widget area (the widget manager did not render it)"
+        )
+
+    # display-only widgets (a finished progress bar) are static HTML, no manager
+    if expected.static_widgets:
+        static_areas = count_class(scan, "cnnbook-static-widget")
+        assert static_areas >= expected.static_widgets, (
+            f"{docname}: {expected.static_widgets} display-only widgets stored, "
+            f"{static_areas} written as static HTML"
         )
 
     # exercise solutions (dropdown admonitions) start collapsed (sphinx-togglebutton)
