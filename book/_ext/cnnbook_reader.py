@@ -22,6 +22,8 @@ Each HTML page is adjusted where configuration alone cannot reach:
    bibliography entries use the deprecated ``doc-biblioentry`` role inside a
    ``role="list"``, so they become ``listitem``.
 5. The theme's colour mode defaults to ``auto`` (an empty mode is a console error).
+6. Live explorers (issue 11): a page whose body holds ``data-cnnbook-live="KIND"``
+   (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``; no other page does.
 
 The stylesheet ``cnnbook-reader.css`` and script ``cnnbook-reader.js`` in
 ``book/_assets`` do the rest (phone width, scroll boxes).
@@ -128,6 +130,7 @@ def page_widgets(app, pagename, templatename, context, doctree):
 
     body = context.get("body", "")
     drop_unused_assets(app, context, body)
+    add_live_explorers(context, body)
     state = _state_of(scripts)
     if state is None:
         return
@@ -147,6 +150,19 @@ def page_widgets(app, pagename, templatename, context, doctree):
     context["body"] = WIDGET_VIEW.sub(
         lambda m: _static(state, json.loads(m.group(1))["model_id"]), body
     )
+
+
+LIVE = re.compile(r'data-cnnbook-live="([a-z_]+)"')
+
+
+def add_live_explorers(context, body: str) -> None:
+    """The script of each kind of live explorer the page holds, once, deferred."""
+    from sphinx.builders.html._assets import _JavaScript
+
+    for kind in sorted(set(LIVE.findall(body))):
+        context["script_files"].append(
+            _JavaScript(f"_static/explorers/{kind}.js", defer="defer")
+        )
 
 
 def drop_unused_assets(app, context, body: str) -> None:

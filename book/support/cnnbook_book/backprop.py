@@ -44,6 +44,7 @@ __all__ = [
     "confusion_matrix",
     "conv2d_input_grad",
     "conv2d_weight_grad",
+    "live_optimizer_explorer",
     "most_confident_mistakes",
     "naive_cross_entropy",
     "plot_confusion_matrix",
@@ -410,6 +411,84 @@ def trajectory_explorer(steps: int = 80) -> Any:
     return widgets.VBox(
         [widgets.HBox([surface, optimizer]), widgets.HBox([lr, n]), out]
     )
+
+
+#: The surfaces whose loss and gradient ``book/_assets/explorers/optim.js`` knows.
+LIVE_SURFACES = ("ravine", "rosenbrock")
+
+
+def live_optimizer_explorer(
+    surfaces: Sequence[str] = LIVE_SURFACES,
+    lr: float = 0.02,
+    momentum: float = 0.9,
+    steps: int = 80,
+):
+    """-> an ``IPython.display.HTML`` explorer that runs gradient descent, momentum
+    and Adam in the reader's browser (issue 11) on the chosen :data:`SURFACES`.
+
+    The surfaces' start points, minima, windows and contour levels, and Adam's
+    betas and eps, come from here; ``book/_assets/explorers/optim.js`` applies the
+    update rules of :mod:`cnnbook.optim` (as :func:`trajectory` calls them) with
+    the same early stop. Controls: surface, learning rate (log scale, 1e-4 to 1),
+    momentum β, steps, start point (sliders, or a click on the plot).
+    """
+    from IPython.display import HTML
+
+    return HTML(_live_optimizer_html(surfaces, lr, momentum, steps))
+
+
+def _live_optimizer_html(surfaces, lr, momentum, steps, blowup: float = 1e6) -> str:
+    import html
+
+    from cnnbook.optim import Adam
+    from cnnbook_book.live import live_html, range_control
+
+    unknown = [n for n in surfaces if n not in LIVE_SURFACES]
+    if unknown:
+        raise ValueError(f"live_optimizer_explorer: no live surface {unknown}")
+    adam = Adam([Parameter(np.zeros(2))], lr)
+    payload = {
+        "surfaces": {
+            n: {
+                "name": n,
+                "start": list(SURFACES[n].start),
+                "minimum": list(SURFACES[n].minimum),
+                "xlim": list(SURFACES[n].xlim),
+                "ylim": list(SURFACES[n].ylim),
+                "levels": [float(v) for v in SURFACES[n].levels],
+            }
+            for n in surfaces
+        },
+        "betas": list(adam.betas),
+        "eps": adam.eps,
+        "blowup": blowup,
+    }
+    s0 = SURFACES[surfaces[0]]
+    options = "".join(
+        f'<option value="{n}">{html.escape(n)}</option>' for n in surfaces
+    )
+    markup = (
+        '<div class="cnnbook-live-controls">'
+        f'<label>surface <select name="surface">{options}</select></label>'
+        + range_control(
+            "lr", "learning rate η (log₁₀)", -4, 0, 0.1, round(math.log10(lr), 1)
+        )
+        + range_control("momentum", "momentum β", 0, 0.99, 0.01, momentum)
+        + range_control("steps", "steps", 5, 400, 5, steps)
+        + range_control("start1", "start θ₁", s0.xlim[0], s0.xlim[1], 0.1, s0.start[0])
+        + range_control("start2", "start θ₂", s0.ylim[0], s0.ylim[1], 0.1, s0.start[1])
+        + "</div>"
+        '<div class="cnnbook-live-figures"><figure>'
+        '<canvas class="surface wide" width="360" height="260" role="img" '
+        'aria-label="contours of the loss and the paths of three optimizers">'
+        "</canvas><figcaption>contours of L; "
+        '<span style="color:#1a5f9e">gradient descent</span>, '
+        '<span style="color:#b35300">momentum</span>, '
+        '<span style="color:#1e7a1e">Adam</span>; square: start, '
+        "filled square: minimum. Click to move the start.</figcaption></figure></div>"
+        '<p class="cnnbook-live-formula" aria-live="polite"></p>'
+    )
+    return live_html("optim", payload, markup, "optimizer explorer")
 
 
 # ----------------------------------------------------------------------------

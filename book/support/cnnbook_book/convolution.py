@@ -40,6 +40,7 @@ __all__ = [
     "gaussian_kernel",
     "kernel_explorer",
     "kernel_text",
+    "live_kernel_explorer",
     "parse_kernel",
     "settings_animation",
     "shift",
@@ -429,6 +430,67 @@ def settings_animation(image: Any, settings: list[dict], interval: int = 1500) -
     html = animation_html(anim, "kernel_settings")
     plt.close(fig)
     return html
+
+
+def live_kernel_explorer(
+    image: Any,
+    presets: dict[str, Any] | None = None,
+    kernel: str = "Sobel x",
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+):
+    """image (H, W), presets {name: (KH, KW)} -> an ``IPython.display.HTML``
+    kernel explorer that recomputes in the reader's browser (issue 11).
+
+    The image and the preset kernels (default :data:`KERNELS`) travel as float32
+    JSON; ``book/_assets/explorers/conv.js`` computes the cross-correlation with
+    zero padding, stride and dilation of :func:`correlate2d`, draws the output and
+    fills in the output-size formula. Controls: preset, kernel entries (the text
+    :func:`parse_kernel` reads), stride 1-4, padding 0-4, dilation 1-3.
+    """
+    from IPython.display import HTML
+
+    return HTML(_live_kernel_html(image, presets, kernel, stride, padding, dilation))
+
+
+def _live_kernel_html(image, presets, kernel, stride, padding, dilation) -> str:
+    import html as _html
+
+    from cnnbook_book.live import encode_array, live_html, range_control
+
+    presets = KERNELS if presets is None else presets
+    if kernel not in presets:
+        raise ValueError(f"live_kernel_explorer: no preset {kernel!r}")
+    payload = {
+        "image": encode_array(image),
+        "presets": {n: encode_array(k) for n, k in presets.items()},
+        "kernel": kernel,
+    }
+    options = "".join(
+        f'<option value="{_html.escape(n)}"{" selected" if n == kernel else ""}>'
+        f"{_html.escape(n)}</option>"
+        for n in [*presets, "custom"]
+    )
+    markup = (
+        '<div class="cnnbook-live-controls">'
+        f'<label>kernel <select name="preset">{options}</select></label>'
+        '<label>entries (rows on lines, 1/9 allowed) <textarea name="kernel" '
+        f'rows="5" cols="22" spellcheck="false">{kernel_text(presets[kernel])}'
+        "</textarea></label>"
+        + range_control("stride", "stride s", 1, 4, 1, stride)
+        + range_control("padding", "padding p", 0, 4, 1, padding)
+        + range_control("dilation", "dilation d", 1, 3, 1, dilation)
+        + "</div>"
+        '<div class="cnnbook-live-figures">'
+        '<figure><canvas class="input" role="img" aria-label="input image">'
+        "</canvas><figcaption>input</figcaption></figure>"
+        '<figure><canvas class="output" role="img" aria-label="output image">'
+        '</canvas><figcaption class="output-caption">output</figcaption></figure>'
+        "</div>"
+        '<p class="cnnbook-live-formula" aria-live="polite"></p>'
+    )
+    return live_html("conv", payload, markup, "kernel explorer")
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,280 @@
+"""The live explorers (issue 11) in the built book, in headless Chromium.
+
+Each explorer's controls are set to several values, with the mouse-free calls a
+script makes and by keyboard (focus a control, press the arrow keys), and the
+result the page computed (``el.cnnbookLast``, set by ``book/_assets/explorers/*.js``)
+is compared with what the package computes in Python for the same setting, to float32
+tolerance. A control that changes nothing fails, as does a result that disagrees. At
+390 px the page must not overflow; the explorer scripts must weigh at most 150 kB.
+Needs the built site, like ``test_book_reader.py``, whose fixtures this reuses.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import numpy as np
+import pytest
+from cnnbook_book.backprop import SURFACES, trajectory
+from cnnbook_book.live import decode_array
+from test_book_reader import HTML, OVERFLOW, WAIT_MATHJAX, base_url, browser  # noqa: F401
+
+from cnnbook.functional import conv2d_forward
+from cnnbook.nn import Parameter
+from cnnbook.optim import SGD, make_optimizer
+
+pytestmark = pytest.mark.slow
+
+EXPLORERS = HTML / "_static" / "explorers"
+MAX_SCRIPT_BYTES = 150_000
+RTOL, ATOL = 1e-5, 1e-6  # float32
+
+
+def _open(browser, base_url, docname, kind, width=1366):  # noqa: F811
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.goto(urljoin(base_url, f"{docname}.html"), wait_until="load")
+    page.evaluate(WAIT_MATHJAX)
+    el = page.locator(f'[data-cnnbook-live="{kind}"]')
+    assert el.count() == 1, f"{docname}: no live {kind} explorer in the page"
+    page.wait_for_function(
+        f"() => document.querySelector('[data-cnnbook-live=\"{kind}\"]').cnnbookLast"
+    )
+    return ctx, page, el, errors
+
+
+def _last(el) -> dict:
+    return el.evaluate("e => e.cnnbookLast")
+
+
+def _set(el, name: str, value) -> None:
+    """Set a control as a script would and fire its event."""
+    el.evaluate(
+        """(e, [name, value]) => {
+             const c = e.querySelector(`[name="${name}"]`);
+             c.value = value;
+             c.dispatchEvent(new Event(c.tagName === 'SELECT' ? 'change' : 'input'));
+           }""",
+        [name, value],
+    )
+
+
+# ----------------------------------------------------------------------------------
+# convolution: the kernel explorer
+# ----------------------------------------------------------------------------------
+def _conv_reference(image: np.ndarray, last: dict) -> np.ndarray:
+    k = np.array(last["kernel"], dtype=np.float64).reshape(last["KH"], last["KW"])
+    y, _ = conv2d_forward(
+        image[None, None].astype(np.float64),
+        k[None, None],
+        None,
+        last["stride"],
+        last["padding"],
+        last["dilation"],
+    )
+    return y[0, 0]
+
+
+def _check_conv(image, el, seen: list) -> dict:
+    last = _last(el)
+    assert "error" not in last, last
+    ref = _conv_reference(image, last)
+    y = np.array(last["y"]).reshape(last["OH"], last["OW"])
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    np.testing.assert_allclose(y, ref, rtol=RTOL, atol=ATOL)
+    seen.append(float(np.abs(y - ref).max()))
+    H, W = image.shape
+    s, p, d = last["stride"], last["padding"], last["dilation"]
+    for size, K, line in ((H, last["KH"], 0), (W, last["KW"], 1)):
+        out = ref.shape[line]
+        want = f"({size} + 2·{p} − {d}·({K}−1) − 1) // {s} + 1 = {out}"
+        assert want in last["formula"].split("\n")[line], (want, last["formula"])
+    return last
+
+
+def test_kernel_explorer_computes_what_the_package_computes(browser, base_url):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, "book/convolution", "conv")
+    try:
+        payload = el.evaluate(
+            "e => JSON.parse(e.querySelector('script.cnnbook-live-data').textContent)"
+        )
+        image = decode_array(payload["image"]).astype(np.float64)
+        presets = {n: decode_array(k) for n, k in payload["presets"].items()}
+        seen: list[float] = []
+        first = _check_conv(image, el, seen)
+        assert first["preset"] == payload["kernel"]
+        # every preset, and each range control over its values
+        outputs = set()
+        for name, k in presets.items():
+            _set(el, "preset", name)
+            last = _check_conv(image, el, seen)
+            np.testing.assert_array_equal(np.array(last["kernel"]), k.ravel())
+            outputs.add(tuple(np.round(last["y"][:50], 6)))
+        assert len(outputs) == len(presets), "two presets gave the same output"
+        _set(el, "preset", "Sobel x")
+        for name, values in {
+            "stride": [2, 3, 4, 1],
+            "padding": [1, 4, 2, 0],
+            "dilation": [2, 3, 1],
+        }.items():
+            before = _last(el)
+            for v in values:
+                _set(el, name, v)
+                last = _check_conv(image, el, seen)
+                assert last[name] == v, (name, v, last[name])
+            _set(el, name, values[0])
+            assert _last(el)["y"] != before["y"], f"{name} changes nothing"
+            _set(el, name, before[name])
+        # the kernel entries: typed text becomes a custom kernel
+        text = el.locator('textarea[name="kernel"]')
+        text.fill("1/9 1/9 1/9\n1/9 1/9 1/9\n1/9 1/9 1/9")
+        last = _check_conv(image, el, seen)
+        assert last["preset"] == "custom" and last["KH"] == 3
+        np.testing.assert_allclose(last["kernel"], np.full(9, 1 / 9))
+        text.fill("0 1; -1 2")
+        last = _check_conv(image, el, seen)
+        assert (last["KH"], last["KW"]) == (2, 2)
+        # keyboard: focus a slider, press the arrow keys
+        _set(el, "preset", "Laplacian")
+        for name, key, want in (
+            ("stride", "ArrowRight", [2, 3]),
+            ("padding", "ArrowRight", [1, 2]),
+            ("dilation", "ArrowRight", [2, 3]),
+            ("stride", "ArrowLeft", [2, 1]),
+        ):
+            el.locator(f'input[name="{name}"]').focus()
+            for w in want:
+                page.keyboard.press(key)
+                last = _check_conv(image, el, seen)
+                assert last[name] == w, (name, key, w, last[name])
+        # the preset list by keyboard
+        el.locator('select[name="preset"]').focus()
+        page.keyboard.press("ArrowDown")
+        assert _last(el)["preset"] != "Laplacian"
+        _check_conv(image, el, seen)
+        assert not errors, errors
+        print(
+            f"kernel explorer: {len(seen)} settings, largest |JS − package| "
+            f"{max(seen):.2e}"
+        )
+    finally:
+        ctx.close()
+
+
+# ----------------------------------------------------------------------------------
+# backprop: the optimizer explorer
+# ----------------------------------------------------------------------------------
+def _reference_path(surface, name, lr, beta, steps, start) -> np.ndarray:
+    if name != "momentum" or beta == 0.9:
+        return trajectory(surface, name, lr, steps, start=tuple(start))
+    # the explorer's momentum slider: SGD with that momentum, stepped as trajectory
+    s = SURFACES[surface]
+    theta = Parameter(np.array(start, dtype=np.float64))
+    opt = (
+        SGD([theta], lr, momentum=beta) if beta else make_optimizer("sgd", [theta], lr)
+    )
+    path = [theta.data.copy()]
+    for _ in range(steps):
+        theta.grad = s.grad(theta.data)
+        opt.step()
+        if not np.all(np.isfinite(theta.data)) or np.abs(theta.data).max() > 1e6:
+            break
+        path.append(theta.data.copy())
+    return np.array(path)
+
+
+def _check_optim(el, seen: list) -> dict:
+    last = _last(el)
+    for name, path in last["paths"].items():
+        ref = _reference_path(
+            last["surface"], name, last["lr"], last["momentum"], last["steps"],
+            last["start"],
+        )  # fmt: skip
+        got = np.array(path)
+        assert got.shape == ref.shape, (name, last["lr"], got.shape, ref.shape)
+        np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL, err_msg=name)
+        seen.append(float(np.abs(got - ref).max()))
+    return last
+
+
+def test_optimizer_explorer_runs_the_package_rules(browser, base_url):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, "book/backprop", "optim")
+    try:
+        seen: list[float] = []
+        _check_optim(el, seen)
+        for surface in ("rosenbrock", "ravine"):
+            _set(el, "surface", surface)
+            last = _check_optim(el, seen)
+            assert last["surface"] == surface
+            assert last["start"] == list(SURFACES[surface].start)
+            for name, values in {
+                "lr": [-3, -1.5, -0.6, -1],
+                "momentum": [0.5, 0.0, 0.95, 0.9],
+                "steps": [20, 200, 80],
+                "start1": [-1.0, 1.2],
+                "start2": [0.5, -0.3],
+            }.items():
+                for v in values:
+                    before = _last(el)
+                    _set(el, name, v)
+                    last = _check_optim(el, seen)
+                    assert last["paths"] != before["paths"], (
+                        f"{name}={v} changed nothing"
+                    )
+        # keyboard
+        for name, key in (("lr", "ArrowLeft"), ("momentum", "ArrowDown"),
+                          ("steps", "ArrowRight"), ("start1", "ArrowRight"),
+                          ("start2", "ArrowUp")):  # fmt: skip
+            el.locator(f'input[name="{name}"]').focus()
+            for _ in range(2):
+                before = _last(el)
+                page.keyboard.press(key)
+                last = _check_optim(el, seen)
+                assert last["paths"] != before["paths"], f"{name} {key} changed nothing"
+        el.locator('select[name="surface"]').focus()
+        page.keyboard.press("ArrowDown")
+        assert _last(el)["surface"] == "rosenbrock"
+        _check_optim(el, seen)
+        assert not errors, errors
+        print(
+            f"optimizer explorer: {len(seen)} paths, largest |JS − package| "
+            f"{max(seen):.2e}"
+        )
+    finally:
+        ctx.close()
+
+
+# ----------------------------------------------------------------------------------
+# phone width, script weight
+# ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "docname, kind", [("book/convolution", "conv"), ("book/backprop", "optim")]
+)
+def test_explorer_fits_a_phone(browser, base_url, docname, kind):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, docname, kind, width=390)
+    try:
+        el.scroll_into_view_if_needed()
+        box = el.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 391, box
+        o = page.evaluate(OVERFLOW)
+        assert o["scrollWidth"] <= o["vw"] + 1 and not o["culprits"], o
+        assert not errors, errors
+    finally:
+        ctx.close()
+
+
+def test_explorer_scripts_are_small_and_only_where_used(base_url):  # noqa: F811
+    scripts = sorted(EXPLORERS.glob("*.js"))
+    assert scripts, f"no explorer scripts in {EXPLORERS}"
+    total = sum(p.stat().st_size for p in scripts)
+    assert total <= MAX_SCRIPT_BYTES, f"explorer scripts weigh {total:,} bytes"
+    for page in HTML.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        for script in scripts:
+            loaded = f"_static/explorers/{script.name}" in text
+            kind = script.stem
+            used = f'data-cnnbook-live="{kind}"' in text
+            assert loaded == used, (page.name, script.name, loaded, used)

@@ -1,0 +1,59 @@
+"""The live explorers' Python side (issue 11): the HTML and JSON payload the page's
+scripts read, without a browser (``test_book_live_explorers.py`` runs the scripts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cnnbook_book import backprop as E
+from cnnbook_book import convolution as C
+from cnnbook_book.live import MARKER, decode_array, encode_array, payload_of
+
+
+def test_arrays_travel_as_float32():
+    a = np.random.default_rng(0).normal(size=(3, 5))
+    back = decode_array(encode_array(a))
+    assert back.dtype == np.float32 and back.shape == (3, 5)
+    np.testing.assert_array_equal(back, a.astype(np.float32))
+
+
+def test_kernel_explorer_payload():
+    image = np.random.default_rng(1).random((16, 12))
+    html = C.live_kernel_explorer(image, kernel="sharpen").data
+    assert f'{MARKER}="conv"' in html
+    p = payload_of(html)
+    np.testing.assert_array_equal(decode_array(p["image"]), image.astype(np.float32))
+    assert list(p["presets"]) == list(C.KERNELS) and p["kernel"] == "sharpen"
+    for name, k in C.KERNELS.items():
+        np.testing.assert_array_equal(decode_array(p["presets"][name]), k.astype("f4"))
+    # every control labelled; the chosen preset selected, its entries in the text box
+    for name in ("preset", "kernel", "stride", "padding", "dilation"):
+        assert f'name="{name}"' in html
+    assert '<option value="sharpen" selected>' in html
+    assert C.kernel_text(C.KERNELS["sharpen"]) in html
+    assert html.count("<label") == 5
+    with pytest.raises(ValueError, match="no preset"):
+        C.live_kernel_explorer(image, kernel="nope")
+
+
+def test_optimizer_explorer_payload():
+    html = E.live_optimizer_explorer(lr=0.1).data
+    assert f'{MARKER}="optim"' in html
+    p = payload_of(html)
+    assert set(p["surfaces"]) == {"ravine", "rosenbrock"}
+    for name, s in p["surfaces"].items():
+        ref = E.SURFACES[name]
+        assert s["start"] == list(ref.start) and s["minimum"] == list(ref.minimum)
+        assert s["xlim"] == list(ref.xlim) and s["levels"] == list(ref.levels)
+    assert p["betas"] == [0.9, 0.999] and p["eps"] == 1e-8
+    assert 'name="lr" min="-4" max="0" step="0.1" value="-1.0"' in html
+    assert html.count("<label") == 6
+    with pytest.raises(ValueError, match="no live surface"):
+        E.live_optimizer_explorer(surfaces=("bowl",))
+
+
+def test_json_cannot_close_its_script():
+    from cnnbook_book.live import live_html
+
+    html = live_html("demo", {"a": "</script><b>"}, "", "demo")
+    assert html.count("</script>") == 1 and payload_of(html)["a"] == "</script><b>"
