@@ -133,3 +133,17 @@ def test_search_scripts_are_matched_for_removal():
     assert R.SEARCH_SCRIPTS.sub("", page).strip() == (
         '<script src="../_static/doctools.js?v=1"></script>'
     )
+
+
+def test_a_live_explorer_loads_its_script_only_where_it_is():
+    body = '<div class="cnnbook-live" data-cnnbook-live="conv"></div>' * 2
+    context = {"script_files": [JS("_static/cnnbook-reader.js")], "body": body}
+    R.page_widgets(_app(), "book/convolution", "page.html", context, None)
+    added = [js.filename for js in context["script_files"]]
+    assert added == ["_static/cnnbook-reader.js", "_static/explorers/conv.js"]
+    assert context["script_files"][-1].attributes == {"defer": "defer"}
+    plain = {"script_files": [JS("_static/cnnbook-reader.js")], "body": "<p>x</p>"}
+    R.page_widgets(_app(), "book/intro", "page.html", plain, None)
+    assert [js.filename for js in plain["script_files"]] == [
+        "_static/cnnbook-reader.js"
+    ]

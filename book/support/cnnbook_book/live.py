@@ -49,7 +49,7 @@ def decode_array(d: dict) -> np.ndarray:
 def payload_of(html_text: str) -> dict:
     """The JSON payload inside a live explorer's HTML (for tests).
 
-    >>> payload_of(live_html("demo", {"a": 1}, "<p>x</p>", "demo")["a"]
+    >>> payload_of(live_html("demo", {"a": 1}, "<p>x</p>", "demo"))["a"]
     1
     """
     start = html_text.index('<script type="application/json"')
