@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from cnnbook_book.backprop import SURFACES, trajectory
 from cnnbook_book.live import decode_array
+from cnnbook_book.pooling import pool, relative_change, shift
 from test_book_reader import HTML, OVERFLOW, WAIT_MATHJAX, base_url, browser  # noqa: F401
 
 from cnnbook.functional import conv2d_forward
@@ -248,10 +249,84 @@ def test_optimizer_explorer_runs_the_package_rules(browser, base_url):  # noqa: 
 
 
 # ----------------------------------------------------------------------------------
+# pooling: window, stride, type and a shift of the input
+# ----------------------------------------------------------------------------------
+def _check_pool(images, el, seen: list) -> dict:
+    last = _last(el)
+    x = images[last["image"]][None, None]
+    moved = shift(x, last["dy"], last["dx"])
+    y0 = pool(x, last["kind"], last["kernel"], last["stride"])[0, 0]
+    y1 = pool(moved, last["kind"], last["kernel"], last["stride"])[0, 0]
+    got0 = np.array(last["y"]).reshape(last["OH"], last["OW"])
+    got1 = np.array(last["yShifted"]).reshape(last["OH"], last["OW"])
+    assert got0.shape == y0.shape, (got0.shape, y0.shape)
+    np.testing.assert_allclose(got0, y0, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(got1, y1, rtol=RTOL, atol=ATOL)
+    rel = relative_change(y0[None], y1[None])[0]
+    np.testing.assert_allclose(last["relative"], rel, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(last["changed"], np.mean(y0 != y1), atol=1e-12)
+    seen.append(float(max(np.abs(got0 - y0).max(), np.abs(got1 - y1).max())))
+    return last
+
+
+def test_pool_explorer_computes_what_the_package_computes(browser, base_url):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, "book/pooling", "pool")
+    try:
+        payload = el.evaluate(
+            "e => JSON.parse(e.querySelector('script.cnnbook-live-data').textContent)"
+        )
+        images = {
+            n: decode_array(a).astype(np.float64) for n, a in payload["images"].items()
+        }
+        seen: list[float] = []
+        _check_pool(images, el, seen)
+        for image in [*images][::-1]:
+            _set(el, "image", image)
+            for name, values in {
+                "kind": ["avg", "max"],
+                "kernel": [3, 1, 8, 2],
+                "stride": [1, 3, 8, 2],
+                "dy": [1, 5, 0],
+                "dx": [2, 0, 7, 1],
+            }.items():
+                for v in values:
+                    before = _last(el)
+                    _set(el, name, v)
+                    last = _check_pool(images, el, seen)
+                    assert last[name] == v and last["image"] == image
+                    assert (last["y"], last["yShifted"]) != (
+                        before["y"], before["yShifted"],
+                    ), f"{name}={v} changed nothing"  # fmt: skip
+        for name, key in (("kernel", "ArrowRight"), ("stride", "ArrowLeft"),
+                          ("dx", "ArrowRight"), ("dy", "ArrowUp")):  # fmt: skip
+            el.locator(f'input[name="{name}"]').focus()
+            before = _last(el)
+            page.keyboard.press(key)
+            last = _check_pool(images, el, seen)
+            assert last[name] != before[name], (name, key)
+        el.locator('select[name="kind"]').focus()
+        page.keyboard.press("ArrowDown")
+        assert _last(el)["kind"] == "avg"
+        _check_pool(images, el, seen)
+        assert not errors, errors
+        print(
+            f"pool explorer: {len(seen)} settings, largest |JS − package| "
+            f"{max(seen):.2e}"
+        )
+    finally:
+        ctx.close()
+
+
+# ----------------------------------------------------------------------------------
 # phone width, script weight
 # ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "docname, kind", [("book/convolution", "conv"), ("book/backprop", "optim")]
+    "docname, kind",
+    [
+        ("book/convolution", "conv"),
+        ("book/backprop", "optim"),
+        ("book/pooling", "pool"),
+    ],
 )
 def test_explorer_fits_a_phone(browser, base_url, docname, kind):  # noqa: F811
     ctx, page, el, errors = _open(browser, base_url, docname, kind, width=390)

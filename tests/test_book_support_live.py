@@ -57,3 +57,17 @@ def test_json_cannot_close_its_script():
 
     html = live_html("demo", {"a": "</script><b>"}, "", "demo")
     assert html.count("</script>") == 1 and payload_of(html)["a"] == "</script><b>"
+
+
+def test_pool_explorer_payload():
+    from cnnbook_book import pooling as P
+
+    images = {"a": np.arange(12.0).reshape(3, 4), "b": np.ones((5, 5))}
+    html = P.live_pool_explorer(images, kind="avg").data
+    assert f'{MARKER}="pool"' in html
+    p = payload_of(html)
+    for name, a in images.items():
+        np.testing.assert_array_equal(decode_array(p["images"][name]), a)
+    assert '<option value="avg" selected>' in html and html.count("<label") == 6
+    with pytest.raises(ValueError, match="max or avg"):
+        P.live_pool_explorer(images, kind="global")

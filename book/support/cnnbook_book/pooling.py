@@ -38,6 +38,7 @@ __all__ = [
     "POOLS",
     "explorer",
     "features",
+    "live_pool_explorer",
     "plot_pooling",
     "pool",
     "random_filters",
@@ -275,6 +276,61 @@ def explorer(images: dict[str, np.ndarray]) -> Any:
         stride=widgets.IntSlider(value=2, min=1, max=8, description="stride"),
         kind=widgets.ToggleButtons(options=["max", "avg"], description="type"),
     )
+
+
+def live_pool_explorer(
+    images: dict[str, Any],
+    kind: str = "max",
+    kernel_size: int = 2,
+    stride: int = 2,
+    dx: int = 1,
+):
+    """images {name: (H, W)} -> an ``IPython.display.HTML`` explorer that pools in
+    the reader's browser (issue 11): max or average pooling, window and stride
+    1-8, and a shift of the input (dy rows down, dx columns right, 0-8, zero
+    fill as :func:`shift`), with the pooled maps of the image and of the shifted
+    image and the measured change (:func:`relative_change`, and the share of
+    pooled values that changed). ``book/_assets/explorers/pool.js`` computes
+    what :func:`pool` computes; the images travel as float32 JSON.
+    """
+    from IPython.display import HTML
+
+    return HTML(_live_pool_html(images, kind, kernel_size, stride, dx))
+
+
+def _live_pool_html(images, kind, kernel_size, stride, dx) -> str:
+    import html
+
+    from cnnbook_book.live import encode_array, live_html, range_control
+
+    if kind not in ("max", "avg"):
+        raise ValueError(f"live_pool_explorer: kind must be max or avg, got {kind!r}")
+    payload = {"images": {n: encode_array(a) for n, a in images.items()}}
+    names = "".join(f'<option value="{html.escape(n)}">{html.escape(n)}</option>'
+                    for n in images)  # fmt: skip
+    kinds = "".join(
+        f'<option value="{k}"{" selected" if k == kind else ""}>{k}</option>'
+        for k in ("max", "avg")
+    )
+    figure = (
+        '<figure><canvas class="{0}" role="img" aria-label="{1}"></canvas>'
+        '<figcaption class="{0}-caption">{1}</figcaption></figure>'
+    )
+    markup = (
+        '<div class="cnnbook-live-controls">'
+        f'<label>image <select name="image">{names}</select></label>'
+        f'<label>pooling <select name="kind">{kinds}</select></label>'
+        + range_control("kernel", "window K", 1, 8, 1, kernel_size)
+        + range_control("stride", "stride s", 1, 8, 1, stride)
+        + range_control("dy", "shift down", 0, 8, 1, 0)
+        + range_control("dx", "shift right", 0, 8, 1, dx)
+        + '</div><div class="cnnbook-live-figures">'
+        + figure.format("shifted", "shifted input")
+        + figure.format("pooled", "pooled input")
+        + figure.format("pooled-shifted", "pooled shifted input")
+        + '</div><p class="cnnbook-live-formula" aria-live="polite"></p>'
+    )
+    return live_html("pool", payload, markup, "pooling explorer")
 
 
 def states_grid(image: np.ndarray, states: Sequence[tuple[int, int, str]]) -> Any:

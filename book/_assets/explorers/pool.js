@@ -1,0 +1,134 @@
+/* The pooling explorer, live in the published page (issue 11).
+ *
+ * Finds every <div data-cnnbook-live="pool"> (written by
+ * cnnbook_book.pooling.live_pool_explorer), reads its images (float32 JSON) and, on
+ * every change of a control, pools the image and the image shifted dy rows down and
+ * dx columns right (zero fill, cnnbook_book.convolution.shift) with max or average
+ * pooling, window K, stride s, no padding (OH = (H - K) // s + 1, as
+ * cnnbook.functional.max_pool2d_forward / avg_pool2d_forward), and measures the
+ * change ||y' - y|| / ||y|| (cnnbook_book.pooling.relative_change) and the share of
+ * pooled values that changed. The last result is exposed as el.cnnbookLast for the
+ * browser tests. No dependencies. */
+(function () {
+  "use strict";
+
+  function decode(d) {
+    const bin = atob(d.f32);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return { shape: d.shape, data: new Float32Array(bytes.buffer) };
+  }
+
+  function shift(x, H, W, dy, dx) {
+    const out = new Float64Array(H * W);
+    for (let r = 0; r < H; r++)
+      for (let c = 0; c < W; c++) {
+        const r0 = r - dy;
+        const c0 = c - dx;
+        if (r0 >= 0 && r0 < H && c0 >= 0 && c0 < W) out[r * W + c] = x[r0 * W + c0];
+      }
+    return out;
+  }
+
+  function pool(x, H, W, kind, K, s) {
+    const OH = Math.floor((H - K) / s) + 1;
+    const OW = Math.floor((W - K) / s) + 1;
+    const y = new Float64Array(Math.max(OH, 0) * Math.max(OW, 0));
+    for (let i = 0; i < OH; i++)
+      for (let j = 0; j < OW; j++) {
+        let acc = kind === "max" ? -Infinity : 0;
+        for (let u = 0; u < K; u++)
+          for (let v = 0; v < K; v++) {
+            const val = x[(s * i + u) * W + s * j + v];
+            acc = kind === "max" ? Math.max(acc, val) : acc + val;
+          }
+        y[i * OW + j] = kind === "max" ? acc : acc / (K * K);
+      }
+    return { OH, OW, y };
+  }
+
+  function draw(canvas, data, h, w, lo, hi) {
+    canvas.width = w;
+    canvas.height = h;
+    const scale = hi > lo ? 255 / (hi - lo) : 0;
+    const ctx = canvas.getContext("2d");
+    const img = ctx.createImageData(w, h);
+    for (let n = 0; n < h * w; n++) {
+      const g = Math.round((data[n] - lo) * scale);
+      img.data[4 * n] = img.data[4 * n + 1] = img.data[4 * n + 2] = g;
+      img.data[4 * n + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+
+  function range(a) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of a) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    return [lo, hi];
+  }
+
+  function start(el) {
+    const input = JSON.parse(el.querySelector("script.cnnbook-live-data").textContent);
+    const images = {};
+    for (const [name, d] of Object.entries(input.images)) images[name] = decode(d);
+    const q = (sel) => el.querySelector(sel);
+    const ctl = {};
+    for (const n of ["image", "kind", "kernel", "stride", "dy", "dx"])
+      ctl[n] = q(`[name="${n}"]`);
+    const summary = q(".cnnbook-live-formula");
+
+    function update() {
+      const img = images[ctl.image.value];
+      const [H, W] = img.shape;
+      const kind = ctl.kind.value;
+      const [K, s, dy, dx] = ["kernel", "stride", "dy", "dx"].map((n) => Number(ctl[n].value));
+      for (const n of ["kernel", "stride", "dy", "dx"])
+        q(`output[name="${n}-value"]`).value = ctl[n].value;
+      const x1 = shift(img.data, H, W, dy, dx);
+      const a = pool(img.data, H, W, kind, K, s);
+      const b = pool(x1, H, W, kind, K, s);
+      let num = 0;
+      let den = 0;
+      let changed = 0;
+      for (let n = 0; n < a.y.length; n++) {
+        num += (b.y[n] - a.y[n]) ** 2;
+        den += a.y[n] ** 2;
+        if (b.y[n] !== a.y[n]) changed++;
+      }
+      const rel = num === 0 && den === 0 ? 0 : Math.sqrt(num / den);
+      const [lo, hi] = range(img.data);
+      draw(q("canvas.shifted"), x1, H, W, lo, hi);
+      const [ylo, yhi] = range([...a.y, ...b.y]);
+      draw(q("canvas.pooled"), a.y, a.OH, a.OW, ylo, yhi);
+      draw(q("canvas.pooled-shifted"), b.y, b.OH, b.OW, ylo, yhi);
+      q(".pooled-caption").textContent = `${kind} pool, ${a.OH}×${a.OW}`;
+      q(".shifted-caption").textContent = `input shifted (${dy}, ${dx}), ${H}×${W}`;
+      const share = a.y.length ? changed / a.y.length : 0;
+      summary.textContent =
+        `OH = (${H} − ${K}) // ${s} + 1 = ${a.OH}, OW = (${W} − ${K}) // ${s} + 1 = ${a.OW}\n` +
+        `shift by (${dy}, ${dx}): ‖y′ − y‖ / ‖y‖ = ${rel.toFixed(3)}; ` +
+        `${(100 * share).toFixed(0)} % of the pooled values changed`;
+      el.cnnbookLast = {
+        image: ctl.image.value, kind, kernel: K, stride: s, dy, dx, OH: a.OH, OW: a.OW,
+        y: Array.from(a.y), yShifted: Array.from(b.y), relative: rel, changed: share,
+      };
+    }
+
+    ctl.image.addEventListener("change", update);
+    ctl.kind.addEventListener("change", update);
+    for (const n of ["kernel", "stride", "dy", "dx"]) ctl[n].addEventListener("input", update);
+    q(".cnnbook-live-fallback").hidden = true;
+    q(".cnnbook-live-body").hidden = false;
+    update();
+  }
+
+  function startAll() {
+    document.querySelectorAll('[data-cnnbook-live="pool"]').forEach(start);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startAll);
+  else startAll();
+})();
