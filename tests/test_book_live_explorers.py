@@ -165,6 +165,57 @@ def test_kernel_explorer_computes_what_the_package_computes(browser, base_url): 
         ctx.close()
 
 
+def test_step_through_writes_out_the_package_sum(browser, base_url):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, "book/convolution", "convstep")
+    try:
+        payload = el.evaluate(
+            "e => JSON.parse(e.querySelector('script.cnnbook-live-data').textContent)"
+        )
+        x = decode_array(payload["x"]).astype(np.float64)
+        k = decode_array(payload["k"]).astype(np.float64)
+        s, p = payload["stride"], payload["padding"]
+        y, _ = conv2d_forward(x[None, None], k[None, None], None, s, p)
+        y = y[0, 0]
+        xpad = np.pad(x, p)
+        KH, KW = k.shape
+        seen: list[float] = []
+
+        def check(i, j):
+            last = _last(el)
+            assert (last["i"], last["j"]) == (i, j), (last["i"], last["j"], i, j)
+            window = xpad[s * i : s * i + KH, s * j : s * j + KW]
+            np.testing.assert_array_equal(last["window"], window.ravel())
+            np.testing.assert_allclose(last["products"], (k * window).ravel())
+            np.testing.assert_allclose(last["sum"], y[i, j], rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(last["y"], y.ravel(), rtol=RTOL, atol=ATOL)
+            seen.append(abs(last["sum"] - y[i, j]))
+            text = el.locator(".cnnbook-live-formula").inner_text()
+            assert text.startswith(f"y[{i}, {j}] = ") and text.count("·") == KH * KW
+
+        check(0, 0)
+        OH, OW = y.shape
+        for i in range(OH):
+            for j in range(OW):
+                _set(el, "i", i)
+                _set(el, "j", j)
+                check(i, j)
+        el.locator('input[name="i"]').focus()
+        page.keyboard.press("ArrowLeft")
+        check(OH - 2, OW - 1)
+        el.locator('input[name="j"]').focus()
+        page.keyboard.press("ArrowLeft")
+        check(OH - 2, OW - 2)
+        el.locator("table.cnnbook-live-grid").nth(2).locator("td").first.click()
+        check(0, 0)
+        assert not errors, errors
+        print(
+            f"step-through: {len(seen)} positions, largest |JS − package| "
+            f"{max(seen):.2e}"
+        )
+    finally:
+        ctx.close()
+
+
 # ----------------------------------------------------------------------------------
 # backprop: the optimizer explorer
 # ----------------------------------------------------------------------------------

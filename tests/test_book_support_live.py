@@ -71,3 +71,12 @@ def test_pool_explorer_payload():
     assert '<option value="avg" selected>' in html and html.count("<label") == 6
     with pytest.raises(ValueError, match="max or avg"):
         P.live_pool_explorer(images, kind="global")
+
+
+def test_step_explorer_payload():
+    x, k = np.arange(25.0).reshape(5, 5), np.ones((3, 3))
+    html = C.live_step_explorer(x, k, stride=2, padding=1).data
+    p = payload_of(html)
+    assert f'{MARKER}="convstep"' in html and (p["stride"], p["padding"]) == (2, 1)
+    np.testing.assert_array_equal(decode_array(p["x"]), x)
+    assert 'name="i" min="0" max="2"' in html and 'name="j" min="0" max="2"' in html

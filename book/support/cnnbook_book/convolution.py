@@ -41,6 +41,7 @@ __all__ = [
     "kernel_explorer",
     "kernel_text",
     "live_kernel_explorer",
+    "live_step_explorer",
     "parse_kernel",
     "settings_animation",
     "shift",
@@ -583,6 +584,37 @@ def step_explorer(x: Any, k: Any, stride: int = 1, padding: int = 0):
         i=w.IntSlider(value=0, min=0, max=OH - 1, description="row i"),
         j=w.IntSlider(value=0, min=0, max=OW - 1, description="column j"),
     )
+
+
+def live_step_explorer(x: Any, k: Any, stride: int = 1, padding: int = 0):
+    """x (H, W), k (KH, KW) -> an ``IPython.display.HTML`` step-through that runs
+    in the reader's browser (issue 11): sliders (or a click on the output) pick
+    the output position (i, j); the page outlines the window of the padded input,
+    writes out the products and their sum y[i, j], as :func:`step_figure` draws.
+    ``book/_assets/explorers/convstep.js`` computes it from x and k (float32).
+    """
+    from IPython.display import HTML
+
+    from cnnbook_book.live import encode_array, live_html, range_control
+
+    H, W = x.shape
+    KH, KW = k.shape
+    OH = conv_output_size(H, KH, stride, padding)
+    OW = conv_output_size(W, KW, stride, padding)
+    payload = {
+        "x": encode_array(x),
+        "k": encode_array(k),
+        "stride": stride,
+        "padding": padding,
+    }
+    markup = (
+        '<div class="cnnbook-live-controls">'
+        + range_control("i", "output row i", 0, OH - 1, 1, 0)
+        + range_control("j", "output column j", 0, OW - 1, 1, 0)
+        + '</div><div class="cnnbook-live-grids"></div>'
+        '<p class="cnnbook-live-formula" aria-live="polite"></p>'
+    )
+    return HTML(live_html("convstep", payload, markup, "convolution step-through"))
 
 
 def step_animation(
