@@ -20,7 +20,13 @@ from cnnbook_book.live import decode_array
 from cnnbook_book.pooling import pool, relative_change, shift
 from test_book_reader import HTML, OVERFLOW, WAIT_MATHJAX, base_url, browser  # noqa: F401
 
-from cnnbook.functional import conv2d_forward
+from cnnbook.functional import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    conv2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
 from cnnbook.nn import Parameter
 from cnnbook.optim import SGD, make_optimizer
 
@@ -320,6 +326,21 @@ def _check_pool(images, el, seen: list) -> dict:
     return last
 
 
+def _check_route(images, last: dict) -> None:
+    x = shift(images[last["image"]][None, None], last["dy"], last["dx"])
+    K, s = last["kernel"], last["stride"]
+    forward = max_pool2d_forward if last["kind"] == "max" else avg_pool2d_forward
+    backward = max_pool2d_backward if last["kind"] == "max" else avg_pool2d_backward
+    y, cache = forward(x, K, s)
+    dy = np.zeros_like(y)
+    dy[0, 0, last["selected"][0], last["selected"][1]] = 1.0
+    dx = backward(dy, cache)[0, 0]
+    got = np.zeros_like(dx)
+    for r, c, weight in last["route"]:
+        got[r, c] += weight
+    np.testing.assert_allclose(got, dx, rtol=RTOL, atol=ATOL)
+
+
 def test_pool_explorer_computes_what_the_package_computes(browser, base_url):  # noqa: F811
     ctx, page, el, errors = _open(browser, base_url, "book/pooling", "pool")
     try:
@@ -359,6 +380,19 @@ def test_pool_explorer_computes_what_the_package_computes(browser, base_url):  #
         page.keyboard.press("ArrowDown")
         assert _last(el)["kind"] == "avg"
         _check_pool(images, el, seen)
+        # where a pooled value's gradient goes: the package's backward pass
+        target = el.locator("canvas.pooled-shifted")
+        for kind in ("max", "avg"):
+            _set(el, "kind", kind)
+            target.focus()
+            for key in ("ArrowRight", "ArrowDown", "ArrowDown", "ArrowRight"):
+                page.keyboard.press(key)
+                _check_route(images, _last(el))
+            box = target.bounding_box()
+            target.click(position={"x": box["width"] * 0.7, "y": box["height"] * 0.3})
+            last = _last(el)
+            assert last["selected"] != [2, 2], "a click selected nothing"
+            _check_route(images, last)
         assert not errors, errors
         print(
             f"pool explorer: {len(seen)} settings, largest |JS − package| "

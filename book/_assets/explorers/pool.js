@@ -7,7 +7,11 @@
  * pooling, window K, stride s, no padding (OH = (H - K) // s + 1, as
  * cnnbook.functional.max_pool2d_forward / avg_pool2d_forward), and measures the
  * change ||y' - y|| / ||y|| (cnnbook_book.pooling.relative_change) and the share of
- * pooled values that changed. The last result is exposed as el.cnnbookLast for the
+ * pooled values that changed. Clicking a value of the shifted image's pooled map (or
+ * focusing that map and pressing the arrow keys) shows where its gradient goes in the
+ * shifted input: max pooling routes it whole to the window's maximum (the first in
+ * row-major order on ties, as cnnbook.functional.max_pool2d_backward), average
+ * pooling spreads 1/K^2 over the window. The last result is exposed as el.cnnbookLast for the
  * browser tests. No dependencies. */
 (function () {
   "use strict";
@@ -80,6 +84,24 @@
     for (const n of ["image", "kind", "kernel", "stride", "dy", "dx"])
       ctl[n] = q(`[name="${n}"]`);
     const summary = q(".cnnbook-live-formula");
+    const target = q("canvas.pooled-shifted");
+    const sel = { i: 0, j: 0 };
+
+    // where the gradient of pooled value (i, j) goes: [[row, col, weight], ...]
+    function route(x, W, kind, K, s, i, j) {
+      if (kind === "avg") {
+        const out = [];
+        for (let u = 0; u < K; u++)
+          for (let v = 0; v < K; v++) out.push([s * i + u, s * j + v, 1 / (K * K)]);
+        return out;
+      }
+      let best = [s * i, s * j];
+      for (let u = 0; u < K; u++)
+        for (let v = 0; v < K; v++)
+          if (x[(s * i + u) * W + s * j + v] > x[best[0] * W + best[1]])
+            best = [s * i + u, s * j + v];
+      return [[best[0], best[1], 1]];
+    }
 
     function update() {
       const img = images[ctl.image.value];
@@ -107,6 +129,17 @@
       draw(q("canvas.pooled-shifted"), b.y, b.OH, b.OW, ylo, yhi);
       q(".pooled-caption").textContent = `${kind} pool, ${a.OH}×${a.OW}`;
       q(".shifted-caption").textContent = `input shifted (${dy}, ${dx}), ${H}×${W}`;
+      sel.i = Math.min(sel.i, b.OH - 1);
+      sel.j = Math.min(sel.j, b.OW - 1);
+      const grad = route(x1, W, kind, K, s, sel.i, sel.j);
+      const ctxIn = q("canvas.shifted").getContext("2d");
+      ctxIn.fillStyle = "rgba(255, 120, 0, 0.85)";
+      for (const [r, c] of grad) ctxIn.fillRect(c, r, 1, 1);
+      const ctxOut = target.getContext("2d");
+      ctxOut.fillStyle = "rgba(255, 120, 0, 0.85)";
+      ctxOut.fillRect(sel.j, sel.i, 1, 1);
+      q(".pooled-shifted-caption").textContent =
+        `pooled shifted input; gradient of (${sel.i}, ${sel.j}) in orange on the left`;
       const share = a.y.length ? changed / a.y.length : 0;
       summary.textContent =
         `OH = (${H} − ${K}) // ${s} + 1 = ${a.OH}, OW = (${W} − ${K}) // ${s} + 1 = ${a.OW}\n` +
@@ -115,9 +148,26 @@
       el.cnnbookLast = {
         image: ctl.image.value, kind, kernel: K, stride: s, dy, dx, OH: a.OH, OW: a.OW,
         y: Array.from(a.y), yShifted: Array.from(b.y), relative: rel, changed: share,
+        selected: [sel.i, sel.j], route: grad,
       };
     }
 
+    target.tabIndex = 0;
+    target.addEventListener("click", (e) => {
+      const r = target.getBoundingClientRect();
+      sel.i = Math.floor(((e.clientY - r.top) / r.height) * target.height);
+      sel.j = Math.floor(((e.clientX - r.left) / r.width) * target.width);
+      update();
+    });
+    target.addEventListener("keydown", (e) => {
+      const move = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1],
+        ArrowRight: [0, 1] }[e.key];
+      if (!move) return;
+      e.preventDefault();
+      sel.i = Math.max(0, Math.min(target.height - 1, sel.i + move[0]));
+      sel.j = Math.max(0, Math.min(target.width - 1, sel.j + move[1]));
+      update();
+    });
     ctl.image.addEventListener("change", update);
     ctl.kind.addEventListener("change", update);
     for (const n of ["kernel", "stride", "dy", "dx"]) ctl[n].addEventListener("input", update);

@@ -290,7 +290,9 @@ def live_pool_explorer(
     1-8, and a shift of the input (dy rows down, dx columns right, 0-8, zero
     fill as :func:`shift`), with the pooled maps of the image and of the shifted
     image and the measured change (:func:`relative_change`, and the share of
-    pooled values that changed). ``book/_assets/explorers/pool.js`` computes
+    pooled values that changed). A click on a value of the shifted image's
+    pooled map marks where its gradient goes (max: the window's maximum; avg:
+    the whole window). ``book/_assets/explorers/pool.js`` computes
     what :func:`pool` computes; the images travel as float32 JSON.
     """
     from IPython.display import HTML
@@ -327,7 +329,11 @@ def _live_pool_html(images, kind, kernel_size, stride, dx) -> str:
         + '</div><div class="cnnbook-live-figures">'
         + figure.format("shifted", "shifted input")
         + figure.format("pooled", "pooled input")
-        + figure.format("pooled-shifted", "pooled shifted input")
+        + figure.format(
+            "pooled-shifted",
+            "pooled shifted input; click a value, or focus and press the arrow "
+            "keys, to see where its gradient goes",
+        )
         + '</div><p class="cnnbook-live-formula" aria-live="polite"></p>'
     )
     return live_html("pool", payload, markup, "pooling explorer")
