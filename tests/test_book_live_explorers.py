@@ -93,6 +93,18 @@ def _check_conv(image, el, seen: list) -> dict:
     assert y.shape == ref.shape, (y.shape, ref.shape)
     np.testing.assert_allclose(y, ref, rtol=RTOL, atol=ATOL)
     seen.append(float(np.abs(y - ref).max()))
+    # the picture is that array: grey levels scaled from its minimum to its maximum
+    pixels = el.evaluate(
+        """e => { const c = e.querySelector('canvas.output');
+                  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+                  return {w: c.width, h: c.height, grey: Array.from(d.data).filter(
+                    (_, n) => n % 4 === 0)}; }"""
+    )
+    assert (pixels["h"], pixels["w"]) == ref.shape
+    lo, hi = ref.min(), ref.max()
+    want = np.round((ref - lo) * (255 / (hi - lo))) if hi > lo else np.zeros_like(ref)
+    grey = np.array(pixels["grey"]).reshape(ref.shape)
+    assert np.abs(grey - want).max() <= 1, "the output canvas does not show the output"
     H, W = image.shape
     s, p, d = last["stride"], last["padding"], last["dilation"]
     for size, K, line in ((H, last["KH"], 0), (W, last["KW"], 1)):
