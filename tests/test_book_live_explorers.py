@@ -421,6 +421,7 @@ def test_pool_explorer_computes_what_the_package_computes(browser, base_url):  #
     "docname, kind",
     [
         ("book/convolution", "conv"),
+        ("book/convolution", "convstep"),
         ("book/backprop", "optim"),
         ("book/pooling", "pool"),
     ],
