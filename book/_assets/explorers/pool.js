@@ -6,7 +6,7 @@
  * dx columns right (zero fill, cnnbook_book.convolution.shift) with max or average
  * pooling, window K, stride s, no padding (OH = (H - K) // s + 1, as
  * cnnbook.functional.max_pool2d_forward / avg_pool2d_forward), and measures the
- * change ||y' - y|| / ||y|| (cnnbook_book.pooling.relative_change) and the share of
+ * change ||y' - y|| / ||y|| (the chapter's relative change) and the share of
  * pooled values that changed. Clicking a value of the shifted image's pooled map (or
  * focusing that map and pressing the arrow keys) shows where its gradient goes in the
  * shifted input: max pooling routes it whole to the window's maximum (the first in

@@ -289,10 +289,11 @@ def live_pool_explorer(
     the reader's browser (issue 11): max or average pooling, window and stride
     1-8, and a shift of the input (dy rows down, dx columns right, 0-8, zero
     fill as :func:`shift`), with the pooled maps of the image and of the shifted
-    image and the measured change (:func:`relative_change`, and the share of
-    pooled values that changed). A click on a value of the shifted image's
-    pooled map marks where its gradient goes (max: the window's maximum; avg:
-    the whole window). ``book/_assets/explorers/pool.js`` computes
+    image and the measured change (‖y′ − y‖ / ‖y‖, the chapter's relative
+    change, and the share of pooled values that changed). A click on a value
+    of the shifted image's pooled map marks where its gradient goes (max: the
+    window's maximum; avg: the whole window). ``book/_assets/explorers/pool.js``
+    computes
     what :func:`pool` computes; the images travel as float32 JSON.
     """
     from IPython.display import HTML
