@@ -293,8 +293,7 @@ def live_pool_explorer(
     change, and the share of pooled values that changed). A click on a value
     of the shifted image's pooled map marks where its gradient goes (max: the
     window's maximum; avg: the whole window). ``book/_assets/explorers/pool.js``
-    computes
-    what :func:`pool` computes; the images travel as float32 JSON.
+    computes what :func:`pool` computes; the images travel as float32 JSON.
     """
     from IPython.display import HTML
 
