@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from cnnbook import backend as B
+from cnnbook._signals import deferred_interrupt
 from cnnbook.nn.module import Parameter
 
 __all__ = [
@@ -73,9 +74,7 @@ class Optimizer:
                     f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
                     "not a Parameter (pass model.parameters())"
                 )
-        if not lr >= 0:
-            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
-        self.lr = float(lr)
+        self.lr = _hyper_value(type(self).__name__, "lr", lr)
         self.step_count = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
@@ -84,10 +83,27 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        self.step_count += 1
-        for p, state in zip(self.params, self.state, strict=True):
-            if p.grad is not None:
-                p.data = self._update(p.data, p.grad, state)
+        """Update every parameter that has a gradient, all or none: the new
+        values and states are computed first and swapped in together, with
+        Ctrl-C held back (:func:`cnnbook._signals.deferred_interrupt`), so an
+        error or an interrupt never leaves a half-applied step."""
+        name = type(self).__name__
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is not None and tuple(getattr(g, "shape", ())) != p.shape:
+                raise ValueError(
+                    f"{name}.step: parameter {i} has shape {p.shape} but its grad "
+                    f"has shape {tuple(getattr(g, 'shape', ()))}"
+                )
+        with deferred_interrupt():
+            staged = []
+            for i, p in enumerate(self.params):
+                if p.grad is not None:
+                    state = dict(self.state[i])
+                    staged.append((i, p, self._update(p.data, p.grad, state), state))
+            for i, p, data, state in staged:
+                p.data, self.state[i] = data, state
+            self.step_count += 1
 
     def _update(self, theta: Any, g: Any, state: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -146,6 +162,17 @@ class Optimizer:
         return f"{type(self).__name__}({len(self.params)} parameters, {hyper})"
 
 
+def _hyper_value(op: str, name: str, value: Any, upper: float | None = None) -> float:
+    """A finite real number >= 0 (and < ``upper`` if given) as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0) or (upper is not None and v >= upper):
+        bound = f"in [0, {upper:g})" if upper is not None else ">= 0 and finite"
+        raise ValueError(f"{op}: {name} must be {bound}, got {value!r}")
+    return v
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum."""
 
@@ -162,10 +189,13 @@ class SGD(Optimizer):
         nesterov: bool = False,
     ):
         super().__init__(params, lr)
+        momentum = _hyper_value("SGD", "momentum", momentum)
+        dampening = _hyper_value("SGD", "dampening", dampening)
+        weight_decay = _hyper_value("SGD", "weight_decay", weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0, dampening 0")
-        self.momentum, self.dampening = float(momentum), float(dampening)
-        self.weight_decay, self.nesterov = float(weight_decay), nesterov
+        self.momentum, self.dampening = momentum, dampening
+        self.weight_decay, self.nesterov = weight_decay, bool(nesterov)
 
     def _update(self, theta, g, state):
         if self.weight_decay:
@@ -198,12 +228,15 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ):
         super().__init__(params, lr)
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(
-                f"{type(self).__name__}: betas must be in [0, 1), got {betas}"
-            )
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        op = type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{op}: betas must be a pair, got {betas!r}")
+        self.betas = (
+            _hyper_value(op, "betas[0]", betas[0], 1.0),
+            _hyper_value(op, "betas[1]", betas[1], 1.0),
+        )
+        self.eps = _hyper_value(op, "eps", eps)
+        self.weight_decay = _hyper_value(op, "weight_decay", weight_decay)
 
     def _update(self, theta, g, state):
         beta1, beta2 = self.betas
@@ -345,6 +378,14 @@ class OneCycleLR(_Scheduler):
         max_momentum: float = 0.95,
     ):
         _check_int("OneCycleLR", "total_steps", total_steps, 2)
+        for name, value in (
+            ("max_lr", max_lr),
+            ("div_factor", div_factor),
+            ("final_div_factor", final_div_factor),
+        ):
+            _check_positive("OneCycleLR", name, value)
+            if not math.isfinite(value):
+                raise ValueError(f"OneCycleLR: {name} must be finite, got {value!r}")
         if not 0 < pct_start < 1:
             raise ValueError(
                 f"OneCycleLR: pct_start must be in (0, 1), got {pct_start!r}"

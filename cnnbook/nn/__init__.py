@@ -29,7 +29,14 @@ from cnnbook.nn.layers import (
     Tanh,
 )
 from cnnbook.nn.losses import CrossEntropyLoss, MSELoss
-from cnnbook.nn.module import Module, Parameter, Recorder
+from cnnbook.nn.module import (
+    Module,
+    Parameter,
+    Recorder,
+    StaleForwardError,
+    is_grad_enabled,
+    no_grad,
+)
 
 __all__ = [
     "AvgPool2d",
@@ -52,6 +59,9 @@ __all__ = [
     "Residual",
     "Sequential",
     "Sigmoid",
+    "StaleForwardError",
     "Tanh",
     "init",
+    "is_grad_enabled",
+    "no_grad",
 ]

@@ -104,7 +104,9 @@ class Sequential(Module):
 class Residual(Module):
     """y = body(x) + shortcut(x); the shortcut is the identity when None.
 
-    Backward: dx = body.backward(dy) + shortcut.backward(dy).
+    Backward: dx = shortcut.backward(dy) + body.backward(dy), the shortcut
+    first: the reverse of forward, so a module shared by both branches takes
+    its caches back in the right order.
     """
 
     def __init__(self, body: Module, shortcut: Module | None = None):
@@ -123,4 +125,5 @@ class Residual(Module):
         return y + s
 
     def _backward(self, dy):
-        return self.body.backward(dy) + self.shortcut.backward(dy)
+        ds = self.shortcut.backward(dy)
+        return self.body.backward(dy) + ds

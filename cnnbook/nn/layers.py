@@ -1,7 +1,8 @@
 """Layers: thin stateful wrappers over :mod:`cnnbook.functional`.
 
-Notation: x (N, C, H, W) for images, (N, D) for vectors. Each layer keeps the
-``cache`` of its last forward pass and hands it to the matching backward.
+Notation: x (N, C, H, W) for images, (N, D) for vectors. Each layer records
+the ``cache`` of a forward pass on its tape (``self._save``) and its backward
+takes it back (``self._saved()``): see :mod:`cnnbook.nn.module`.
 Parameters are created on the configured default backend, float32 unless
 ``dtype`` says otherwise, from a seeded generator (``rng``: a seed, a NumPy
 Generator, or None for :func:`cnnbook.nn.init.manual_seed`'s global one).
@@ -53,21 +54,6 @@ def _check_sizes(layer: str, **sizes: Any) -> None:
             raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
 
 
-def _saved(layer: Module, none_ok: bool = False) -> Any:
-    """The cache of the layer's last forward pass, which its backward needs.
-
-    With ``none_ok`` a forward pass that cached None (Dropout in evaluation:
-    the identity) counts; a layer that never ran forward still raises.
-    """
-    cache = getattr(layer, "_cache", None)
-    if cache is None and not (none_ok and "_cache" in vars(layer)):
-        raise RuntimeError(
-            f"{type(layer).__name__}.backward: no forward pass to go back through; "
-            "call the layer on an input first"
-        )
-    return cache
-
-
 class Conv2d(Module):
     """x (N, C_in, H, W) -> (N, C_out, OH, OW), OH = (H + 2p − KH) // s + 1.
 
@@ -117,18 +103,18 @@ class Conv2d(Module):
         self.weight = _param(w, dtype)
         self.bias = _param(b, dtype) if bias else None
         self.input_grad = bool(input_grad)
-        self._cache = None
 
     def forward(self, x):
         _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
         b = self.bias.data if self.bias is not None else None
-        y, self._cache = fast.conv2d_forward(
+        y, cache = fast.conv2d_forward(
             x, self.weight.data, b, self.stride, self.padding
         )
+        self._save(cache)
         return y
 
     def _backward(self, dy):
-        dx, dw, db = fast.conv2d_backward(dy, _saved(self), self.input_grad)
+        dx, dw, db = fast.conv2d_backward(dy, self._saved(), self.input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -162,16 +148,16 @@ class Linear(Module):
         w, b = weights((out_features, in_features), bias, init, rng)
         self.weight = _param(w, dtype)
         self.bias = _param(b, dtype) if bias else None
-        self._cache = None
 
     def forward(self, x):
         _check_input(self, x, 2, 1, self.in_features, f"(N, {self.in_features})")
         b = self.bias.data if self.bias is not None else None
-        y, self._cache = F.linear_forward(x, self.weight.data, b)
+        y, cache = F.linear_forward(x, self.weight.data, b)
+        self._save(cache)
         return y
 
     def _backward(self, dy):
-        dx, dw, db = F.linear_backward(dy, _saved(self))
+        dx, dw, db = F.linear_backward(dy, self._saved())
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -195,18 +181,18 @@ class _Stateless(Module):
         return ()
 
     def forward(self, x):
-        y, self._cache = type(self).forward_op(x, *self._settings())
+        y, cache = type(self).forward_op(x, *self._settings())
+        self._save(cache)
         return y
 
     def _backward(self, dy):
-        return type(self).backward_op(dy, _saved(self))
+        return type(self).backward_op(dy, self._saved())
 
 
 class _Pool(_Stateless):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self._cache = None
 
     def _settings(self):
         return self.kernel_size, self.stride, self.padding
@@ -281,13 +267,13 @@ class Flatten(Module):
     """x (N, d1, d2, …) -> (N, d1·d2·…)."""
 
     def forward(self, x):
-        self._cache = tuple(x.shape)
+        self._save(tuple(x.shape))
         xp = B.namespace("Flatten", x=x)
         return xp.reshape(x, (x.shape[0], -1))
 
     def _backward(self, dy):
         xp = B.namespace("Flatten.backward", dy=dy)
-        return xp.reshape(dy, _saved(self))
+        return xp.reshape(dy, self._saved())
 
 
 class _BatchNorm(Module):
@@ -311,7 +297,6 @@ class _BatchNorm(Module):
             "running_var", B.asarray(np.ones(num_features), dtype=dtype)
         )
         self.register_buffer("num_batches_tracked", B.asarray(np.int64(0)))
-        self._cache = None
 
     def forward(self, x):
         C = self.num_features
@@ -321,7 +306,7 @@ class _BatchNorm(Module):
                 f"(N, {C})" if n == 2 else f"(N, {C}, H, W)" for n in self._ndims
             )
             raise ValueError(f"{self!r} expects input {want}, got shape {shape}")
-        y, self._cache = F.batch_norm_forward(
+        y, cache = F.batch_norm_forward(
             x,
             self.weight.data,
             self.bias.data,
@@ -331,12 +316,13 @@ class _BatchNorm(Module):
             self.momentum,
             self.eps,
         )
+        self._save(cache)
         if self.training:
             self.num_batches_tracked = self.num_batches_tracked + 1
         return y
 
     def _backward(self, dy):
-        dx, dgamma, dbeta = F.batch_norm_backward(dy, _saved(self))
+        dx, dgamma, dbeta = F.batch_norm_backward(dy, self._saved())
         self.weight.accumulate(dgamma)
         self.bias.accumulate(dbeta)
         return dx
@@ -369,11 +355,12 @@ class Dropout(Module):
         self.rng = np.random.default_rng(generator(rng).integers(1 << 62))
 
     def forward(self, x):
-        y, self._cache = F.dropout_forward(x, self.p, self.training, self.rng)
+        y, cache = F.dropout_forward(x, self.p, self.training, self.rng)
+        self._save(cache)
         return y
 
     def _backward(self, dy):
-        return F.dropout_backward(dy, _saved(self, none_ok=True))
+        return F.dropout_backward(dy, self._saved())
 
     def extra_repr(self):
         return f"p={self.p}"
