@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import numbers
 import os
 import struct
 import urllib.error
@@ -351,13 +352,25 @@ class RandomShift:
     """
 
     def __init__(self, max_shift: int = 2):
+        if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral):
+            raise TypeError(f"RandomShift: max_shift must be an int, got {max_shift!r}")
         if max_shift < 0:
             raise ValueError(f"RandomShift: max_shift must be >= 0, got {max_shift}")
-        self.max_shift = max_shift
+        self.max_shift = int(max_shift)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s = self.max_shift
+        if getattr(x, "ndim", None) != 4:
+            raise ValueError(
+                f"RandomShift: x must be 4-D (N, C, H, W), got shape "
+                f"{tuple(getattr(x, 'shape', ()))}"
+            )
         N, C, H, W = x.shape
+        if s >= min(H, W):
+            raise ValueError(
+                f"RandomShift: max_shift {s} must be smaller than the image "
+                f"({H}×{W}); a shift that large can move all content out"
+            )
         if s == 0:
             return x
         pad = np.zeros((N, C, H + 2 * s, W + 2 * s), dtype=x.dtype)
@@ -467,12 +480,28 @@ class DataLoader:
         dtype: Any = np.float32,
     ):
         X, y = np.asarray(B.to_numpy(X)), np.asarray(B.to_numpy(y))
+        for name, a in (("X", X), ("y", y)):
+            if a.dtype.kind not in "biuf" or a.ndim == 0:
+                raise TypeError(
+                    f"DataLoader: {name} must be a real numeric array with a "
+                    f"sample axis, got dtype {a.dtype} and shape {a.shape}"
+                    + (
+                        " (complex values would lose their imaginary part)"
+                        if a.dtype.kind == "c"
+                        else ""
+                    )
+                )
         if len(X) != len(y):
             raise ValueError(f"DataLoader: X has {len(X)} samples but y has {len(y)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, numbers.Integral)
+            or batch_size < 1
+        ):
             raise ValueError(
                 f"DataLoader: batch_size must be a positive int, got {batch_size!r}"
             )
+        batch_size = int(batch_size)
         if backend is not None and backend not in B.BACKENDS:
             raise ValueError(
                 f"DataLoader: unknown backend {backend!r}; choose one of {B.BACKENDS}"

@@ -67,7 +67,15 @@ def _real_floating(xp: Any, dtype: Any) -> bool:
 
 
 def float_inputs(op: str, **arrays: Any) -> Any:
-    """The namespace of ``arrays``; each must be floating point, all one dtype."""
+    """The namespace of ``arrays``; each must be floating point, all one dtype.
+
+    The first is required; later ones may be None (an optional bias).
+    """
+    first_name = next(iter(arrays))
+    if arrays[first_name] is None:
+        raise TypeError(
+            f"{op}: {first_name} must be an array (NumPy, CuPy or array-API), got None"
+        )
     xp = namespace(op, **arrays)
     dtype, first = None, None
     for name, a in arrays.items():

@@ -54,7 +54,8 @@ def narrow(geo: ConvGeometry) -> bool:
 def _per_image(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
     """Columns (C·KH·KW, N·OH·OW) -> a (N, C·KH·KW, OH·OW) view, one block
     per image."""
-    return xp.permute_dims(xp.reshape(cols, (-1, geo.N, geo.OH * geo.OW)), (1, 0, 2))
+    K = geo.C * geo.KH * geo.KW  # not -1: an empty batch (N = 0) is allowed
+    return xp.permute_dims(xp.reshape(cols, (K, geo.N, geo.OH * geo.OW)), (1, 0, 2))
 
 
 def conv2d_forward(
@@ -134,7 +135,7 @@ def input_grad_flat(xp: Any, dy: Any, w_t: Any, geo: ConvGeometry) -> Any:
     taps = geo.KH * geo.KW
     # Channels in blocks of about BLOCK elements of Wᵀ·dY: the same work,
     # without holding all C·KH·KW × N·Hp·Wp of it at once (peak memory).
-    step = max(1, BLOCK // (taps * L))
+    step = max(1, BLOCK // max(1, taps * L))  # L = 0: an empty batch
     for c0 in range(0, geo.C, step):
         c1 = min(geo.C, c0 + step)
         dcols = w_t[c0 * taps : c1 * taps, :] @ dy_grid  # ((c1−c0)·KH·KW, L)

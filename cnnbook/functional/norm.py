@@ -77,6 +77,8 @@ def batch_norm_forward(
         raise ValueError(f"{op}: momentum must lie in [0, 1], got {momentum!r}")
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
     m = x.size // C
+    if training and x.shape[0] == 0:  # an empty batch: empty output, statistics
+        training = False  # untouched (as PyTorch)
     if training:
         if m < 2:
             raise ValueError(

@@ -10,12 +10,15 @@ Generator, or None for :func:`cnnbook.nn.init.manual_seed`'s global one).
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
 
 from cnnbook import backend as B
 from cnnbook import functional as F
+from cnnbook.functional import _checks
 from cnnbook.functional import _fast as fast
 from cnnbook.nn.init import generator, weights
 from cnnbook.nn.module import Module, Parameter
@@ -41,17 +44,47 @@ def _param(host: np.ndarray, dtype: Any) -> Parameter:
     return Parameter(B.asarray(host, dtype=dtype))
 
 
+def _check_array(layer: Module, x: Any, what: str) -> None:
+    """``x`` must be an array (None, lists and strings are refused)."""
+    if x is None or isinstance(x, (list, tuple, str, bytes, int, float, complex)):
+        raise TypeError(
+            f"{type(layer).__name__}: input must be an array{' ' if what else ''}"
+            f"{what}, got "
+            f"{type(x).__name__}; convert lists with numpy.asarray(..., "
+            "dtype=numpy.float32)"
+        )
+    B.namespace(type(layer).__name__, x=x)  # any other non-array: TypeError
+
+
 def _check_input(layer: Module, x: Any, ndim: int, axis: int, size: int, what: str):
+    _check_array(layer, x, what)
     shape = tuple(getattr(x, "shape", ()))
     if len(shape) != ndim or shape[axis] != size:
         raise ValueError(f"{layer!r} expects input {what}, got shape {shape}")
 
 
 def _check_sizes(layer: str, **sizes: Any) -> None:
-    """Each size a positive int (channels, features, kernel sides)."""
+    """Each size a positive int (channels, features, kernel sides); NumPy
+    integers count as ints."""
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < 1
+        ):
             raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
+
+
+def _check_real(layer: str, name: str, value: Any, low: float, high: float) -> float:
+    """A real number in [low, high] as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{layer}: {name} must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and low <= v <= high):
+        raise ValueError(
+            f"{layer}: {name} must be in [{low:g}, {high:g}], got {value!r}"
+        )
+    return v
 
 
 class Conv2d(Module):
@@ -83,7 +116,7 @@ class Conv2d(Module):
         input_grad: bool = True,
     ):
         super().__init__()
-        if isinstance(kernel_size, int):
+        if isinstance(kernel_size, numbers.Integral):
             kernel_size = (kernel_size, kernel_size)
         if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
             raise ValueError(
@@ -96,6 +129,9 @@ class Conv2d(Module):
             out_channels=out_channels,
             kernel_height=kh,
             kernel_width=kw,
+        )
+        in_channels, out_channels, kh, kw = map(
+            int, (in_channels, out_channels, kh, kw)
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
@@ -144,6 +180,7 @@ class Linear(Module):
     ):
         super().__init__()
         _check_sizes("Linear", in_features=in_features, out_features=out_features)
+        in_features, out_features = int(in_features), int(out_features)
         self.in_features, self.out_features = in_features, out_features
         w, b = weights((out_features, in_features), bias, init, rng)
         self.weight = _param(w, dtype)
@@ -177,10 +214,19 @@ class _Stateless(Module):
     forward_op: Any = None
     backward_op: Any = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs:
+            given = ", ".join(
+                [*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]
+            )
+            raise TypeError(f"{type(self).__name__}: takes no arguments, got ({given})")
+        super().__init__()
+
     def _settings(self) -> tuple:
         return ()
 
     def forward(self, x):
+        _check_array(self, x, "")
         y, cache = type(self).forward_op(x, *self._settings())
         self._save(cache)
         return y
@@ -192,6 +238,11 @@ class _Stateless(Module):
 class _Pool(_Stateless):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
+        op = type(self).__name__
+        _checks.pair(op, "kernel_size", kernel_size, 1)
+        if stride is not None:
+            _checks.pair(op, "stride", stride, 1)
+        _checks.pair(op, "padding", padding, 0)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def _settings(self):
@@ -254,7 +305,9 @@ class LeakyReLU(_Stateless):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = _check_real(
+            "LeakyReLU", "negative_slope", negative_slope, -math.inf, math.inf
+        )
 
     def _settings(self):
         return (self.negative_slope,)
@@ -264,16 +317,40 @@ class LeakyReLU(_Stateless):
 
 
 class Flatten(Module):
-    """x (N, d1, d2, …) -> (N, d1·d2·…)."""
+    """x (N, d1, d2, …) -> (N, d1·d2·…): dims start_dim … end_dim become one,
+    as PyTorch's ``nn.Flatten(start_dim=1, end_dim=-1)``."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"Flatten: {name} must be an int, got {v!r}")
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, x):
-        self._save(tuple(x.shape))
+        _check_array(self, x, "(N, d1, d2, …)")
+        shape = tuple(x.shape)
+        n = len(shape)
+        start = self.start_dim + n if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + n if self.end_dim < 0 else self.end_dim
+        if not (0 <= start < max(n, 1) and 0 <= end < max(n, 1)) or start > end:
+            raise ValueError(
+                f"Flatten: start_dim={self.start_dim}, end_dim={self.end_dim} do "
+                f"not fit input of shape {shape} ({n}-D)"
+            )
         xp = B.namespace("Flatten", x=x)
-        return xp.reshape(x, (x.shape[0], -1))
+        self._save(shape)
+        merged = math.prod(shape[start : end + 1])  # not -1: N = 0 is allowed
+        return xp.reshape(x, (*shape[:start], merged, *shape[end + 1 :]))
 
     def _backward(self, dy):
         xp = B.namespace("Flatten.backward", dy=dy)
         return xp.reshape(dy, self._saved())
+
+    def extra_repr(self):
+        if (self.start_dim, self.end_dim) == (1, -1):
+            return ""
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class _BatchNorm(Module):
@@ -287,6 +364,13 @@ class _BatchNorm(Module):
         dtype: Any = np.float32,
     ):
         super().__init__()
+        name = type(self).__name__
+        _check_sizes(name, num_features=num_features)
+        num_features = int(num_features)
+        eps = _check_real(name, "eps", eps, 0.0, math.inf)
+        if eps == 0:
+            raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
+        momentum = _check_real(name, "momentum", momentum, 0.0, 1.0)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = _param(np.ones(num_features), dtype)
         self.bias = _param(np.zeros(num_features), dtype)
@@ -299,6 +383,7 @@ class _BatchNorm(Module):
         self.register_buffer("num_batches_tracked", B.asarray(np.int64(0)))
 
     def forward(self, x):
+        _check_array(self, x, "")
         C = self.num_features
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) not in self._ndims or shape[1] != C:
@@ -349,12 +434,11 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, rng: Any = None):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = p
+        self.p = _check_real("Dropout", "p", p, 0.0, 1.0)
         self.rng = np.random.default_rng(generator(rng).integers(1 << 62))
 
     def forward(self, x):
+        _check_array(self, x, "")
         y, cache = F.dropout_forward(x, self.p, self.training, self.rng)
         self._save(cache)
         return y

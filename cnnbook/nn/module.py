@@ -419,6 +419,13 @@ class Module:
                 continue
             current = m._parameters[name].data if is_param else getattr(m, name)
             value = B.to_numpy(state[key])  # device arrays refuse np.asarray
+            want = B.numpy_dtype(current.dtype).kind
+            if value.dtype.kind not in ("f" if want == "f" else "biu"):
+                raise TypeError(
+                    f"{type(self).__name__}.load_state_dict: {key} is {value.dtype} "
+                    f"in the state but {B.numpy_dtype(current.dtype)} in the model; "
+                    "refusing to cast (a state of the wrong kind is likely corrupt)"
+                )
             if tuple(value.shape) != tuple(current.shape):
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: {key} has shape "
