@@ -33,6 +33,7 @@ import numbers
 import os
 import struct
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -215,7 +216,11 @@ _IDX_FILES = (  # the order load_mnist returns them in
 )
 _URLS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    # the Zalando repository's own copies, over https (the S3 website is http only)
+    "fashion-mnist": (
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
+        "master/data/fashion/"
+    ),
 }
 _SHA = {"mnist": MNIST_SHA256, "fashion-mnist": FASHION_MNIST_SHA256}
 
@@ -265,23 +270,81 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Largest download accepted, in bytes (the biggest MNIST file is ~10 MB).
+MAX_DOWNLOAD_BYTES = 64 * 2**20
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _check_url(op: str, url: str) -> str:
+    """The host of ``url``; https anywhere, plain http only to this machine
+    (a local mirror), nothing else (``file://``, ``ftp://``)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return host
+    if parts.scheme == "http" and host in _LOOPBACK:
+        return host
+    raise ValueError(
+        f"{op}: refusing {url!r}: only https URLs (or http to this machine) are fetched"
+    )
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same host, over an allowed scheme."""
+
+    def __init__(self, host: str):
+        self.host = host
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = _check_url("download", newurl)
+        if target != self.host:
+            raise ValueError(
+                f"download: {req.full_url} redirects to another host ({newurl}); "
+                "refusing to follow it"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def download(
-    url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30.0
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str,
+    timeout: float = 30.0,
+    max_bytes: int | None = None,
 ) -> Path:
     """Fetch ``url`` to ``dest`` unless a file with the right SHA-256 is there.
 
     The bytes go to a temporary file first and are renamed into place only
     after the checksum matches, so a failed download leaves nothing behind.
-    Offline, the ``RuntimeError`` says where to put the file by hand.
+    Only https is fetched (plain http only from this machine), redirects are
+    followed only on the same host, and more than ``max_bytes`` (default
+    :data:`MAX_DOWNLOAD_BYTES`) is refused. Offline, the ``RuntimeError`` says
+    where to put the file by hand.
     """
     dest = Path(dest)
+    host = _check_url("download", url)
+    limit = MAX_DOWNLOAD_BYTES if max_bytes is None else int(max_bytes)
     if dest.exists() and _sha256(dest) == sha256:
         return dest
+    opener = urllib.request.build_opener(_SameHostRedirects(host))
     try:
         with atomic_write(dest) as out:
-            digest = hashlib.sha256()
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            digest, size = hashlib.sha256(), 0
+            with opener.open(url, timeout=timeout) as response:
+                declared = response.headers.get("Content-Length")
+                if declared is not None and declared.isdigit():
+                    if int(declared) > limit:
+                        raise ValueError(
+                            f"download: {url} is {int(declared)} bytes, more than "
+                            f"the limit of {limit} (max_bytes); not fetched"
+                        )
                 for block in iter(lambda: response.read(1 << 20), b""):
+                    size += len(block)
+                    if size > limit:
+                        raise ValueError(
+                            f"download: {url} sent more than the limit of {limit} "
+                            "bytes (max_bytes); the file was not kept"
+                        )
                     out.write(block)
                     digest.update(block)
             if digest.hexdigest() != sha256:
@@ -289,7 +352,12 @@ def download(
                     f"download: {url} has SHA-256 {digest.hexdigest()}, expected "
                     f"{sha256}; the file was not kept"
                 )
+    except urllib.error.HTTPError as err:  # the server answered: not offline
+        raise RuntimeError(f"download: could not fetch {url}: {err}") from err
     except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", None)
+        if isinstance(reason, ValueError):  # a refused redirect
+            raise reason from err
         raise RuntimeError(
             f"download: could not fetch {url} ({err}). Are you offline? Copy the "
             f"file to {dest} by hand, or use cnnbook.data.mnist5k(), which needs "
@@ -328,6 +396,15 @@ def load_mnist(
         path = root / name
         if not path.exists() and (root / name.removesuffix(".gz")).exists():
             path = root / name.removesuffix(".gz")
+        if path.exists() and path.name == name and _sha256(path) != sums[name]:
+            # a cached .gz is checked again: a corrupted or replaced copy
+            if not download_missing:
+                raise ValueError(
+                    f"load_mnist: {path} does not have the SHA-256 of {name} "
+                    f"({sums[name]}); delete it or pass download_missing=True "
+                    "to fetch it again"
+                )
+            path.unlink()
         if not path.exists():
             if not download_missing:
                 raise FileNotFoundError(
