@@ -287,3 +287,14 @@ def test_cached_files_are_checked_again(tmp_path):
         sums[name] = "0" * 64
     with pytest.raises(ValueError, match="does not have the SHA-256"):
         D.load_mnist(root, sha256=sums)
+
+
+def test_load_state_dict_returns_the_keys():
+    model = _net(1)
+    state = _net(2).state_dict()
+    assert repr(model.load_state_dict(state)) == "<All keys matched successfully>"
+    del state["0.bias"]
+    state["extra"] = np.zeros(1)
+    keys = model.load_state_dict(state, strict=False)
+    assert keys.missing_keys == ["0.bias"] and keys.unexpected_keys == ["extra"]
+    np.testing.assert_array_equal(model[0].weight.data, state["0.weight"])

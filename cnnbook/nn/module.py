@@ -37,7 +37,7 @@ to collect activations and gradient norms by layer name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -130,6 +130,21 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns, as PyTorch's does."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return (
+            f"IncompatibleKeys(missing_keys={self.missing_keys}, "
+            f"unexpected_keys={self.unexpected_keys})"
+        )
 
 
 class _Handle:
@@ -392,11 +407,17 @@ class Module:
                 )
         return out
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+    def load_state_dict(
+        self, state: dict[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
         """Copy arrays (of any backend, or anything ``numpy.asarray`` accepts,
         such as CPU torch tensors) into this module, keeping each parameter's
         backend, device and dtype. Everything is checked before anything is
-        written.
+        written; an array of another kind (integer or complex for a float
+        parameter) is refused rather than cast.
+
+        With ``strict=False`` missing and unexpected keys are allowed; either
+        way the keys are returned as ``(missing_keys, unexpected_keys)``.
         """
         targets: dict[str, tuple[Module, str, bool]] = {}
         for mod_name, m in self.named_modules():
@@ -448,6 +469,7 @@ class Module:
                 m._parameters[name].data, m._parameters[name].grad = arr, None
             else:
                 object.__setattr__(m, name, arr)
+        return IncompatibleKeys(missing, unexpected)
 
     # -- printing --------------------------------------------------------------
     def extra_repr(self) -> str:
