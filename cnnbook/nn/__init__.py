@@ -12,7 +12,7 @@
 """
 
 from cnnbook.nn import init
-from cnnbook.nn.containers import Identity, Residual, Sequential
+from cnnbook.nn.containers import Identity, ModuleList, Residual, Sequential
 from cnnbook.nn.layers import (
     AvgPool2d,
     BatchNorm1d,
@@ -53,6 +53,7 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleList",
     "Parameter",
     "ReLU",
     "Recorder",

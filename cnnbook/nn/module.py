@@ -330,6 +330,19 @@ class Module:
         for name, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
+    def modules(self) -> Iterator[Module]:
+        """This module and all descendants, depth first."""
+        for _, m in self.named_modules():
+            yield m
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn(m)`` on every descendant, then on this module (as PyTorch:
+        children first), e.g. to initialise weights; returns ``self``."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for mod_name, m in self.named_modules(prefix):
             for name, p in m._parameters.items():
@@ -343,10 +356,14 @@ class Module:
             for name in m._buffers:
                 yield (f"{mod_name}.{name}" if mod_name else name), getattr(m, name)
 
-    def zero_grad(self) -> None:
-        """Forget accumulated gradients (``grad`` back to None)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget accumulated gradients: ``grad`` back to None, or to zeros
+        with ``set_to_none=False``."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = p.grad * 0
 
     def train(self, mode: bool = True) -> Module:
         for _, m in self.named_modules():
