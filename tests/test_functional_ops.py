@@ -28,8 +28,14 @@ SIGNATURES = {
     "relu_backward": "(dy, cache)",
     "linear_forward": "(x, w, b=None)",
     "linear_backward": "(dy, cache)",
-    "softmax_cross_entropy": "(logits, targets)",
-    "mse_loss": "(pred, target)",
+    "softmax_cross_entropy": (
+        "(logits, targets, weight=None, ignore_index=-100, reduction='mean',"
+        " label_smoothing=0.0)"
+    ),
+    "mse_loss": "(pred, target, reduction='mean')",
+    "gelu_forward": "(x, approximate='none')",
+    "softmax": "(z, dim=-1)",
+    "log_softmax": "(z, dim=-1)",
     "batch_norm_forward": (
         "(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1,"
         " eps=1e-05)"

@@ -11,6 +11,9 @@ run, tested equal to them.
 """
 
 from cnnbook.functional.activation import (
+    elu_backward,
+    elu_forward,
+    erf,
     gelu_backward,
     gelu_forward,
     leaky_relu_backward,
@@ -19,6 +22,8 @@ from cnnbook.functional.activation import (
     relu_forward,
     sigmoid_backward,
     sigmoid_forward,
+    silu_backward,
+    silu_forward,
     tanh_backward,
     tanh_forward,
 )
@@ -60,6 +65,9 @@ __all__ = [
     "conv_output_size",
     "dropout_backward",
     "dropout_forward",
+    "elu_backward",
+    "elu_forward",
+    "erf",
     "gelu_backward",
     "gelu_forward",
     "global_avg_pool2d_backward",
@@ -77,6 +85,8 @@ __all__ = [
     "relu_forward",
     "sigmoid_backward",
     "sigmoid_forward",
+    "silu_backward",
+    "silu_forward",
     "softmax",
     "softmax_cross_entropy",
     "tanh_backward",

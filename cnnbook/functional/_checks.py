@@ -111,3 +111,12 @@ def grad_shape(op: str, dy: Any, shape: tuple[int, ...]) -> None:
             f"{op}: dy has shape {tuple(dy.shape)} but the forward output had "
             f"shape {tuple(shape)}"
         )
+
+
+def axis(op: str, name: str, value: Any, ndim: int) -> int:
+    """An axis of an ndim-D array (negative counts from the end)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    if not -max(ndim, 1) <= value < max(ndim, 1):
+        raise ValueError(f"{op}: {name}={value} is out of range for a {ndim}-D input")
+    return int(value) % max(ndim, 1)

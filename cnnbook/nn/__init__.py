@@ -14,6 +14,8 @@
 from cnnbook.nn import init
 from cnnbook.nn.containers import Identity, ModuleList, Residual, Sequential
 from cnnbook.nn.layers import (
+    ELU,
+    GELU,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
@@ -26,6 +28,7 @@ from cnnbook.nn.layers import (
     MaxPool2d,
     ReLU,
     Sigmoid,
+    SiLU,
     Tanh,
 )
 from cnnbook.nn.losses import CrossEntropyLoss, MSELoss
@@ -39,6 +42,8 @@ from cnnbook.nn.module import (
 )
 
 __all__ = [
+    "ELU",
+    "GELU",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -59,6 +64,7 @@ __all__ = [
     "Recorder",
     "Residual",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "StaleForwardError",
     "Tanh",

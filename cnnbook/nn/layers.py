@@ -24,6 +24,8 @@ from cnnbook.nn.init import generator, weights
 from cnnbook.nn.module import Module, Parameter
 
 __all__ = [
+    "ELU",
+    "GELU",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -35,6 +37,7 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "ReLU",
+    "SiLU",
     "Sigmoid",
     "Tanh",
 ]
@@ -314,6 +317,50 @@ class LeakyReLU(_Stateless):
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
+
+
+class GELU(_Stateless):
+    """y = x·Φ(x) (exact, PyTorch's default), or the tanh form with
+    ``approximate="tanh"``."""
+
+    forward_op = staticmethod(F.gelu_forward)
+    backward_op = staticmethod(F.gelu_backward)
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(
+                f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}"
+            )
+        self.approximate = approximate
+
+    def _settings(self):
+        return (self.approximate,)
+
+    def extra_repr(self):
+        return "" if self.approximate == "none" else "approximate='tanh'"
+
+
+class ELU(_Stateless):
+    """y = x for x > 0, α(eˣ − 1) otherwise."""
+
+    forward_op = staticmethod(F.elu_forward)
+    backward_op = staticmethod(F.elu_backward)
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = _check_real("ELU", "alpha", alpha, 0.0, math.inf)
+
+    def _settings(self):
+        return (self.alpha,)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
+
+
+SiLU = _stateless(
+    "SiLU", F.silu_forward, F.silu_backward, "y = x·σ(x) (sigmoid-weighted linear)."
+)
 
 
 class Flatten(Module):

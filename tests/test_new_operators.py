@@ -1,0 +1,180 @@
+"""The operators added for PyTorch users: each checked against finite
+differences in float64, against PyTorch where it is installed, and on every
+backend (NumPy and the strict stand-in device)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnbook.backend as B
+import cnnbook.functional as F
+from cnnbook import gradcheck, nn
+
+
+def _x(backend, *shape, seed=0, low=None):
+    a = np.random.default_rng(seed).normal(size=shape)
+    if low is not None:
+        a = np.where(np.abs(a) < low, low, a)  # away from kinks
+    return backend.asarray(a, np.float64)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+# -- activations ---------------------------------------------------------------
+ACTS = {
+    "gelu": (F.gelu_forward, F.gelu_backward, {}, "gelu", {}),
+    "gelu_tanh": (
+        F.gelu_forward,
+        F.gelu_backward,
+        {"approximate": "tanh"},
+        "gelu",
+        {"approximate": "tanh"},
+    ),
+    "silu": (F.silu_forward, F.silu_backward, {}, "silu", {}),
+    "elu": (F.elu_forward, F.elu_backward, {"alpha": 0.7}, "elu", {"alpha": 0.7}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTS))
+def test_activation_gradients(backend, name):
+    fwd, bwd, kw, _, _ = ACTS[name]
+    x = _x(backend, 3, 4, 5, low=0.05)
+    errors = gradcheck.check(fwd, bwd, x, **kw)
+    assert max(errors.values()) < 1e-7, errors
+
+
+@pytest.mark.parametrize("name", sorted(ACTS))
+def test_activation_matches_pytorch(name):
+    torch = _torch()
+    fwd, bwd, kw, tname, tkw = ACTS[name]
+    x = np.random.default_rng(1).normal(size=(4, 7)) * 3
+    dy = np.random.default_rng(2).normal(size=(4, 7))
+    y, cache = fwd(x, **kw)
+    t = torch.tensor(x, requires_grad=True)
+    out = getattr(torch.nn.functional, tname)(t, **tkw)
+    out.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(bwd(dy, cache), t.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_activation_layers(backend):
+    x = _x(backend, 2, 3)
+    for layer, ref in [
+        (nn.GELU(), F.gelu_forward(x)[0]),
+        (nn.GELU(approximate="tanh"), F.gelu_forward(x, "tanh")[0]),
+        (nn.SiLU(), F.silu_forward(x)[0]),
+        (nn.ELU(0.5), F.elu_forward(x, 0.5)[0]),
+    ]:
+        np.testing.assert_array_equal(B.to_numpy(layer(x)), B.to_numpy(ref))
+        assert tuple(layer.backward(x).shape) == (2, 3)
+    with pytest.raises(ValueError, match="GELU: approximate"):
+        nn.GELU("exact")
+
+
+def test_softmax_along_any_dim(backend):
+    x = _x(backend, 2, 3, 4)
+    for dim in (0, 1, -1):
+        s = B.to_numpy(F.softmax(x, dim=dim))
+        np.testing.assert_allclose(s.sum(axis=dim), 1.0)
+        np.testing.assert_allclose(np.log(s), B.to_numpy(F.log_softmax(x, dim)))
+    with pytest.raises(ValueError, match="softmax: dim=3"):
+        F.log_softmax(x, dim=3)
+
+
+# -- losses --------------------------------------------------------------------
+CE = [
+    {},
+    {"reduction": "sum"},
+    {"reduction": "none"},
+    {"label_smoothing": 0.2},
+    {"ignore_index": 1},
+    {"weight": True},
+    {"weight": True, "label_smoothing": 0.1, "ignore_index": 2},
+    {"weight": True, "reduction": "sum", "label_smoothing": 0.3},
+    {"weight": True, "reduction": "none", "ignore_index": 0},
+]
+
+
+def _ce_case(backend, kw, spatial):
+    shape = (4, 3, 2, 3) if spatial else (6, 3)
+    z = _x(backend, *shape, seed=3)
+    tshape = (shape[0], *shape[2:])
+    t = np.random.default_rng(4).integers(0, 3, size=tshape)
+    kw = dict(kw)
+    if kw.get("weight"):
+        kw["weight"] = backend.asarray(np.array([0.5, 2.0, 1.5]), np.float64)
+    return z, backend.asarray(t), kw
+
+
+@pytest.mark.parametrize("spatial", [False, True], ids=["NC", "NCHW"])
+@pytest.mark.parametrize("kw", CE, ids=lambda k: ",".join(sorted(k)) or "plain")
+def test_cross_entropy_gradient(backend, kw, spatial):
+    z, t, kw = _ce_case(backend, kw, spatial)
+    _, d = F.softmax_cross_entropy(z, t, **kw)
+
+    def total(v):
+        xp = B.namespace("t", v=v)
+        return xp.sum(F.softmax_cross_entropy(v, t, **kw)[0])
+
+    numeric = gradcheck.numerical_gradient(total, z)
+    assert gradcheck.rel_error(d, numeric) < 1e-7
+
+
+@pytest.mark.parametrize("spatial", [False, True], ids=["NC", "NCHW"])
+@pytest.mark.parametrize("kw", CE, ids=lambda k: ",".join(sorted(k)) or "plain")
+def test_cross_entropy_matches_pytorch(kw, spatial):
+    torch = _torch()
+
+    class H:
+        name = "numpy"
+
+        @staticmethod
+        def asarray(a, dtype=None):
+            return np.asarray(a, dtype=dtype)
+
+    z, t, kw = _ce_case(H, kw, spatial)
+    loss, d = F.softmax_cross_entropy(z, t, **kw)
+    tz = torch.tensor(z, requires_grad=True)
+    tkw = dict(kw)
+    if "weight" in tkw:
+        tkw["weight"] = torch.tensor(tkw["weight"])
+    out = torch.nn.functional.cross_entropy(tz, torch.tensor(t), **tkw)
+    out.sum().backward()
+    np.testing.assert_allclose(loss, out.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(d, tz.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_cross_entropy_layer_and_upstream_gradient(backend):
+    z = _x(backend, 4, 3)
+    t = backend.asarray(np.array([0, 1, 2, 1]))
+    crit = nn.CrossEntropyLoss(reduction="none")
+    per = crit(z, t)
+    assert tuple(per.shape) == (4,)
+    up = backend.asarray(np.array([1.0, 0.0, 2.0, 0.5]), np.float64)
+    d = B.to_numpy(crit.backward(up))
+    full = B.to_numpy(F.softmax_cross_entropy(z, t, reduction="none")[1])
+    np.testing.assert_allclose(d, full * B.to_numpy(up)[:, None])
+    with pytest.raises(ValueError, match="CrossEntropyLoss: reduction"):
+        nn.CrossEntropyLoss(reduction="avg")
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: weight must have"):
+        F.softmax_cross_entropy(z, t, weight=backend.asarray(np.ones(2), np.float64))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_reduction(backend, reduction):
+    p, y = _x(backend, 3, 4), _x(backend, 3, 4, seed=1)
+    loss, d = F.mse_loss(p, y, reduction)
+
+    def total(v):
+        xp = B.namespace("t", v=v)
+        return xp.sum(F.mse_loss(v, y, reduction)[0])
+
+    assert gradcheck.rel_error(d, gradcheck.numerical_gradient(total, p)) < 1e-7
+    hp, hy = B.to_numpy(p), B.to_numpy(y)
+    want = {"mean": ((hp - hy) ** 2).mean(), "sum": ((hp - hy) ** 2).sum()}
+    want["none"] = (hp - hy) ** 2
+    np.testing.assert_allclose(B.to_numpy(loss), want[reduction])
+    assert nn.MSELoss(reduction).reduction == reduction
