@@ -178,3 +178,103 @@ def test_mse_reduction(backend, reduction):
     want["none"] = (hp - hy) ** 2
     np.testing.assert_allclose(B.to_numpy(loss), want[reduction])
     assert nn.MSELoss(reduction).reduction == reduction
+
+
+# -- normalisation and dense layers ---------------------------------------------
+def test_linear_on_any_leading_dims(backend):
+    x, w, b = _x(backend, 2, 3, 5), _x(backend, 4, 5, seed=1), _x(backend, 4, seed=2)
+    errors = gradcheck.check(F.linear_forward, F.linear_backward, x, w, b)
+    assert max(errors.values()) < 1e-7, errors
+    y = F.linear_forward(x, w, b)[0]
+    assert tuple(y.shape) == (2, 3, 4)
+    v = _x(backend, 5)
+    assert tuple(F.linear_forward(v, w)[0].shape) == (4,)
+    lin = nn.Linear(5, 4).to(dtype=np.float64)
+    assert tuple(lin(x).shape) == (2, 3, 4)
+    assert tuple(lin.backward(y).shape) == (2, 3, 5)
+
+
+def test_batch_norm_on_sequences(backend):
+    x = _x(backend, 4, 3, 6)
+    rm, rv = backend.asarray(np.zeros(3), np.float64), backend.asarray(np.ones(3))
+    g, b = _x(backend, 3, seed=1), _x(backend, 3, seed=2)
+    errors = gradcheck.check(
+        F.batch_norm_forward, F.batch_norm_backward, x, g, b, rm, rv, True
+    )
+    assert max(errors.values()) < 1e-6, errors
+    bn = nn.BatchNorm1d(3).to(dtype=np.float64)
+    y = B.to_numpy(bn(x))
+    np.testing.assert_allclose(y.mean(axis=(0, 2)), 0, atol=1e-12)
+    hx = B.to_numpy(x)
+    np.testing.assert_allclose(
+        B.to_numpy(bn.running_var), 0.9 + 0.1 * hx.var(axis=(0, 2), ddof=1)
+    )
+
+
+NORMS = [
+    ("layer", (2, 3, 4), {"normalized_shape": (4,)}),
+    ("layer", (2, 3, 4), {"normalized_shape": (3, 4)}),
+    ("group", (2, 6, 3, 2), {"num_groups": 3}),
+    ("group", (2, 4, 5), {"num_groups": 1}),
+]
+
+
+def _norm_call(kind, backend, shape, kw, affine=True):
+    x = _x(backend, *shape, seed=5)
+    pshape = kw["normalized_shape"] if kind == "layer" else (shape[1],)
+    w = _x(backend, *pshape, seed=6) if affine else None
+    b = _x(backend, *pshape, seed=7) if affine else None
+    arg = kw.get("normalized_shape", kw.get("num_groups"))
+    fwd = F.layer_norm_forward if kind == "layer" else F.group_norm_forward
+    bwd = F.layer_norm_backward if kind == "layer" else F.group_norm_backward
+    return fwd, bwd, x, arg, w, b
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("kind, shape, kw", NORMS)
+def test_layer_and_group_norm_gradients(backend, kind, shape, kw, affine):
+    fwd, bwd, x, arg, w, b = _norm_call(kind, backend, shape, kw, affine)
+    errors = gradcheck.check(fwd, bwd, x, arg, w, b)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("kind, shape, kw", NORMS)
+def test_layer_and_group_norm_match_pytorch(kind, shape, kw):
+    torch = _torch()
+
+    class H:
+        @staticmethod
+        def asarray(a, dtype=None):
+            return np.asarray(a, dtype=dtype)
+
+    fwd, bwd, x, arg, w, b = _norm_call(kind, H, shape, kw)
+    y, cache = fwd(x, arg, w, b)
+    dy = np.random.default_rng(9).normal(size=y.shape)
+    grads = bwd(dy, cache)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    f = (
+        torch.nn.functional.layer_norm
+        if kind == "layer"
+        else torch.nn.functional.group_norm
+    )
+    out = f(tx, arg, tw, tb)
+    out.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for ours, t in zip(grads, (tx, tw, tb), strict=True):
+        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_norm_layers(backend):
+    x = _x(backend, 2, 4, 3)
+    ln = nn.LayerNorm(3).to(dtype=np.float64)
+    gn = nn.GroupNorm(2, 4).to(dtype=np.float64)
+    for layer in (ln, gn):
+        y = layer(x)
+        assert tuple(layer.backward(y).shape) == (2, 4, 3)
+        assert layer.weight.grad is not None
+    with pytest.raises(ValueError, match="GroupNorm: num_groups 3 must divide"):
+        nn.GroupNorm(3, 4)
+    with pytest.raises(ValueError, match=r"group_norm_forward: num_groups"):
+        F.group_norm_forward(x, 3)
+    with pytest.raises(ValueError, match=r"layer_norm_forward: x of shape"):
+        F.layer_norm_forward(x, (4,))

@@ -43,7 +43,14 @@ from cnnbook.functional.loss import (
     softmax,
     softmax_cross_entropy,
 )
-from cnnbook.functional.norm import batch_norm_backward, batch_norm_forward
+from cnnbook.functional.norm import (
+    batch_norm_backward,
+    batch_norm_forward,
+    group_norm_backward,
+    group_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+)
 from cnnbook.functional.pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -72,7 +79,11 @@ __all__ = [
     "gelu_forward",
     "global_avg_pool2d_backward",
     "global_avg_pool2d_forward",
+    "group_norm_backward",
+    "group_norm_forward",
     "im2col",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "leaky_relu_backward",
     "leaky_relu_forward",
     "linear_backward",

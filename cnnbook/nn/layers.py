@@ -33,6 +33,8 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GlobalAvgPool2d",
+    "GroupNorm",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
@@ -170,7 +172,8 @@ class Conv2d(Module):
 
 
 class Linear(Module):
-    """x (N, in_features) -> (N, out_features); y = x Wᵀ + b, W (out, in)."""
+    """x (…, in_features) -> (…, out_features); y = x Wᵀ + b, W (out, in).
+    Any number of leading dimensions, as PyTorch's."""
 
     def __init__(
         self,
@@ -190,7 +193,12 @@ class Linear(Module):
         self.bias = _param(b, dtype) if bias else None
 
     def forward(self, x):
-        _check_input(self, x, 2, 1, self.in_features, f"(N, {self.in_features})")
+        _check_array(self, x, f"(..., {self.in_features})")
+        shape = tuple(x.shape)
+        if not shape or shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self!r} expects input (..., {self.in_features}), got shape {shape}"
+            )
         b = self.bias.data if self.bias is not None else None
         y, cache = F.linear_forward(x, self.weight.data, b)
         self._save(cache)
@@ -434,9 +442,8 @@ class _BatchNorm(Module):
         C = self.num_features
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) not in self._ndims or shape[1] != C:
-            want = " or ".join(
-                f"(N, {C})" if n == 2 else f"(N, {C}, H, W)" for n in self._ndims
-            )
+            layouts = {2: f"(N, {C})", 3: f"(N, {C}, L)", 4: f"(N, {C}, H, W)"}
+            want = " or ".join(layouts[n] for n in self._ndims)
             raise ValueError(f"{self!r} expects input {want}, got shape {shape}")
         y, cache = F.batch_norm_forward(
             x,
@@ -464,15 +471,122 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """x (N, C) -> (N, C), normalised per feature; weight γ, bias β (C,)."""
+    """x (N, C) or (N, C, L) -> same, normalised per feature over N (and L);
+    weight γ, bias β (C,). The running variance is the unbiased one, as in
+    PyTorch (CS231n, d2l and ONNX keep the biased one)."""
 
-    _ndims = (2,)
+    _ndims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
     """x (N, C, H, W) -> same, normalised per channel over N, H, W."""
 
     _ndims = (4,)
+
+
+class LayerNorm(Module):
+    """x (…, *normalized_shape) -> same, each sample normalised over its last
+    axes; weight (ones) and bias (zeros) of normalized_shape when
+    ``elementwise_affine``. As PyTorch's ``nn.LayerNorm``."""
+
+    def __init__(
+        self,
+        normalized_shape: Any,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        dtype: Any = np.float32,
+    ):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        ns = tuple(normalized_shape)
+        _check_sizes(
+            "LayerNorm", **{f"normalized_shape[{i}]": n for i, n in enumerate(ns)}
+        )
+        self.normalized_shape = tuple(int(n) for n in ns)
+        self.eps = _check_real("LayerNorm", "eps", eps, 0.0, math.inf)
+        self.weight = (
+            _param(np.ones(self.normalized_shape), dtype)
+            if elementwise_affine
+            else None
+        )
+        self.bias = (
+            _param(np.zeros(self.normalized_shape), dtype)
+            if elementwise_affine
+            else None
+        )
+
+    def forward(self, x):
+        _check_array(self, x, f"(..., {', '.join(map(str, self.normalized_shape))})")
+        w = self.weight.data if self.weight is not None else None
+        b = self.bias.data if self.bias is not None else None
+        y, cache = F.layer_norm_forward(x, self.normalized_shape, w, b, self.eps)
+        self._save(cache)
+        return y
+
+    def _backward(self, dy):
+        dx, dw, db = F.layer_norm_backward(dy, self._saved())
+        if self.weight is not None:
+            self.weight.accumulate(dw)
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}" + (
+            "" if self.weight is not None else ", elementwise_affine=False"
+        )
+
+
+class GroupNorm(Module):
+    """x (N, C, *) -> same: the channels in ``num_groups`` groups, each
+    normalised per sample; weight, bias (C,) when ``affine``. As PyTorch's."""
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        dtype: Any = np.float32,
+    ):
+        super().__init__()
+        _check_sizes("GroupNorm", num_groups=num_groups, num_channels=num_channels)
+        if num_channels % num_groups:
+            raise ValueError(
+                f"GroupNorm: num_groups {num_groups} must divide num_channels "
+                f"{num_channels}"
+            )
+        self.num_groups, self.num_channels = int(num_groups), int(num_channels)
+        self.eps = _check_real("GroupNorm", "eps", eps, 0.0, math.inf)
+        C = self.num_channels
+        self.weight = _param(np.ones(C), dtype) if affine else None
+        self.bias = _param(np.zeros(C), dtype) if affine else None
+
+    def forward(self, x):
+        _check_array(self, x, f"(N, {self.num_channels}, ...)")
+        shape = tuple(x.shape)
+        if len(shape) < 2 or shape[1] != self.num_channels:
+            raise ValueError(
+                f"{self!r} expects input (N, {self.num_channels}, ...), got shape "
+                f"{shape}"
+            )
+        w = self.weight.data if self.weight is not None else None
+        b = self.bias.data if self.bias is not None else None
+        y, cache = F.group_norm_forward(x, self.num_groups, w, b, self.eps)
+        self._save(cache)
+        return y
+
+    def _backward(self, dy):
+        dx, dw, db = F.group_norm_backward(dy, self._saved())
+        if self.weight is not None:
+            self.weight.accumulate(dw)
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}" + (
+            "" if self.weight is not None else ", affine=False"
+        )
 
 
 class Dropout(Module):
