@@ -14,7 +14,7 @@ import pytest
 import cnnbook.functional as Fn
 
 SIGNATURES = {
-    "conv2d_forward": "(x, w, b=None, stride=1, padding=0, dilation=1)",
+    "conv2d_forward": "(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)",
     "conv2d_backward": "(dy, cache)",
     "conv2d_naive": "(x, w, b=None, stride=1, padding=0, dilation=1)",
     "max_pool2d_forward": "(x, kernel_size, stride=None, padding=0)",

@@ -278,3 +278,81 @@ def test_norm_layers(backend):
         F.group_norm_forward(x, 3)
     with pytest.raises(ValueError, match=r"layer_norm_forward: x of shape"):
         F.layer_norm_forward(x, (4,))
+
+
+# -- convolution: groups, dilation, padding forms ----------------------------------
+CONV = [
+    ((2, 4, 7, 6), (6, 2, 3, 3), {"groups": 2}),
+    ((2, 4, 7, 6), (4, 1, 3, 3), {"groups": 4, "padding": 1}),  # depthwise
+    ((2, 4, 7, 6), (8, 1, 3, 2), {"groups": 4, "stride": 2}),  # multiplier 2
+    ((1, 3, 9, 8), (2, 3, 3, 3), {"dilation": 2, "padding": 2}),
+    ((1, 3, 7, 6), (2, 3, 3, 2), {"padding": "same"}),
+    ((1, 3, 7, 6), (2, 3, 2, 4), {"padding": "same", "dilation": (2, 1)}),
+    ((1, 3, 7, 6), (2, 3, 3, 3), {"padding": "valid"}),
+    ((1, 3, 7, 6), (2, 3, 3, 3), {"padding": (1, 0, 2, 1)}),
+    ((2, 6, 8, 8), (6, 2, 3, 3), {"groups": 3, "padding": (0, 2, 1, 0), "stride": 2}),
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", CONV)
+def test_conv_options_gradients(backend, xs, ws, kw):
+    x, w, b = _x(backend, *xs), _x(backend, *ws, seed=1), _x(backend, ws[0], seed=2)
+    errors = gradcheck.check(F.conv2d_forward, F.conv2d_backward, x, w, b, **kw)
+    assert max(errors.values()) < 1e-7, errors
+    from cnnbook.functional import _fast
+
+    y, cache = F.conv2d_forward(x, w, b, **kw)
+    yf, cf = _fast.conv2d_forward(x, w, b, **kw)
+    np.testing.assert_allclose(B.to_numpy(yf), B.to_numpy(y), rtol=1e-12)
+    for a, r in zip(
+        _fast.conv2d_backward(y, cf), F.conv2d_backward(y, cache), strict=True
+    ):
+        np.testing.assert_allclose(B.to_numpy(a), B.to_numpy(r), rtol=1e-11, atol=1e-12)
+
+
+def _torch_pad(kw):
+    """Our (top, bottom, left, right) padding as an explicit torch pad."""
+    kw = dict(kw)
+    p = kw.get("padding")
+    if isinstance(p, tuple) and len(p) == 4:
+        kw["padding"] = 0
+        return kw, (p[2], p[3], p[0], p[1])
+    return kw, None
+
+
+@pytest.mark.parametrize("xs, ws, kw", CONV)
+def test_conv_options_match_pytorch(xs, ws, kw):
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[0])
+    y, cache = F.conv2d_forward(x, w, b, **kw)
+    dy = rng.normal(size=y.shape)
+    dx, dw, db = F.conv2d_backward(dy, cache)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    tkw, tpad = _torch_pad(kw)
+    inp = torch.nn.functional.pad(tx, tpad) if tpad else tx
+    out = torch.nn.functional.conv2d(inp, tw, tb, **tkw)
+    out.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for ours, t in zip((dx, dw, db), (tx, tw, tb), strict=True):
+        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_conv_layer_options(backend):
+    x = _x(backend, 2, 4, 8, 8)
+    dw = nn.Conv2d(4, 4, 3, padding="same", groups=4).to(dtype=np.float64)
+    assert dw.weight.shape == (4, 1, 3, 3)
+    y = dw(x)
+    assert tuple(y.shape) == (2, 4, 8, 8)
+    assert tuple(dw.backward(y).shape) == (2, 4, 8, 8)
+    dil = nn.Conv2d(4, 2, 3, dilation=2).to(dtype=np.float64)
+    assert tuple(dil(x).shape) == (2, 2, 4, 4)
+    assert "dilation=2" in repr(dil) and "groups=4" in repr(dw)
+    with pytest.raises(ValueError, match="Conv2d: groups=3 must divide"):
+        nn.Conv2d(4, 6, 3, groups=3)
+    with pytest.raises(ValueError, match="Conv2d: padding='same' needs stride 1"):
+        nn.Conv2d(4, 4, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="conv2d_forward: groups=3 must divide"):
+        F.conv2d_forward(x, _x(backend, 3, 1, 3, 3), groups=3)
+    with pytest.raises(ValueError, match="conv2d_forward: padding must be"):
+        F.conv2d_forward(x, _x(backend, 3, 4, 3, 3), padding="full")

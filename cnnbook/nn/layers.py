@@ -20,6 +20,7 @@ from cnnbook import backend as B
 from cnnbook import functional as F
 from cnnbook.functional import _checks
 from cnnbook.functional import _fast as fast
+from cnnbook.functional.conv import resolve_padding
 from cnnbook.nn.init import generator, weights
 from cnnbook.nn.module import Module, Parameter
 
@@ -93,9 +94,13 @@ def _check_real(layer: str, name: str, value: Any, low: float, high: float) -> f
 
 
 class Conv2d(Module):
-    """x (N, C_in, H, W) -> (N, C_out, OH, OW), OH = (H + 2p − KH) // s + 1.
+    """x (N, C_in, H, W) -> (N, C_out, OH, OW),
+    OH = (H + 2p − d·(KH − 1) − 1) // s + 1.
 
-    weight (C_out, C_in, KH, KW), bias (C_out,), as PyTorch's ``nn.Conv2d``.
+    weight (C_out, C_in/groups, KH, KW), bias (C_out,), as PyTorch's
+    ``nn.Conv2d``: ``stride``, ``padding`` (int, pair, (top, bottom, left,
+    right), "valid" or "same"), ``dilation`` and ``groups`` (depthwise:
+    groups = C_in).
     Computes :func:`cnnbook.functional.conv2d_forward` and its backward pass
     with the fast kernels of ``cnnbook.functional._fast``.
 
@@ -113,12 +118,14 @@ class Conv2d(Module):
         out_channels: int,
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
+        padding: Any = 0,
         bias: bool = True,
         init: str = "default",
         rng: Any = None,
         dtype: Any = np.float32,
         input_grad: bool = True,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
     ):
         super().__init__()
         if isinstance(kernel_size, numbers.Integral):
@@ -138,9 +145,22 @@ class Conv2d(Module):
         in_channels, out_channels, kh, kw = map(
             int, (in_channels, out_channels, kh, kw)
         )
+        _check_sizes("Conv2d", groups=groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv2d: groups={groups} must divide in_channels={in_channels} "
+                f"and out_channels={out_channels}"
+            )
+        stride_pair = _checks.pair("Conv2d", "stride", stride, 1)
+        dilation_pair = _checks.pair("Conv2d", "dilation", dilation, 1)
+        resolve_padding("Conv2d", padding, (kh, kw), dilation_pair, (1, 1))
+        if isinstance(padding, str) and padding == "same" and stride_pair != (1, 1):
+            raise ValueError(f"Conv2d: padding='same' needs stride 1, got {stride!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
-        w, b = weights((out_channels, in_channels, kh, kw), bias, init, rng)
+        self.dilation, self.groups = dilation, int(groups)
+        shape = (out_channels, in_channels // self.groups, kh, kw)
+        w, b = weights(shape, bias, init, rng)
         self.weight = _param(w, dtype)
         self.bias = _param(b, dtype) if bias else None
         self.input_grad = bool(input_grad)
@@ -149,7 +169,13 @@ class Conv2d(Module):
         _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
         b = self.bias.data if self.bias is not None else None
         y, cache = fast.conv2d_forward(
-            x, self.weight.data, b, self.stride, self.padding
+            x,
+            self.weight.data,
+            b,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
         )
         self._save(cache)
         return y
@@ -166,7 +192,11 @@ class Conv2d(Module):
         if self.stride != 1:
             s += f", stride={self.stride}"
         if self.padding != 0:
-            s += f", padding={self.padding}"
+            s += f", padding={self.padding!r}"
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         s += "" if self.bias is not None else ", bias=False"
         return s + ("" if self.input_grad else ", input_grad=False")
 
@@ -197,7 +227,8 @@ class Linear(Module):
         shape = tuple(x.shape)
         if not shape or shape[-1] != self.in_features:
             raise ValueError(
-                f"{self!r} expects input (..., {self.in_features}), got shape {shape}"
+                f"{self!r} expects input (N, {self.in_features}) or "
+                f"(..., {self.in_features}), got shape {shape}"
             )
         b = self.bias.data if self.bias is not None else None
         y, cache = F.linear_forward(x, self.weight.data, b)
