@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from cnnbook.backend import device_of, scratch, split_by_mask
 from cnnbook.functional import _checks, conv, pool
-from cnnbook.functional._window import ConvGeometry, pad
+from cnnbook.functional._window import ConvGeometry, pad, window
 
 __all__ = [
     "conv2d_backward",
@@ -93,6 +93,8 @@ def conv2d_backward(
     """:func:`cnnbook.functional.conv2d_backward`, faster. With
     ``input_grad=False`` dx is not computed (returned as None): the most
     expensive product of the three, which nobody needs for the first layer."""
+    if isinstance(cache, DepthwiseCache):
+        return depthwise_backward(dy, cache, input_grad)
     cols, w, has_bias, geo = cache
     if geo.groups != 1 or geo.pad_end is not None:
         dx, dw, db = conv.conv2d_backward(dy, cache)
@@ -115,6 +117,58 @@ def conv2d_backward(
     if geo.stride == (1, 1):
         return input_grad_flat(xp, dy, w_t, geo), dw, db
     return conv.col2im(xp, w_t @ dy_mat, geo), dw, db
+
+
+class DepthwiseCache(NamedTuple):
+    """A depthwise convolution's cache: the padded input, not columns."""
+
+    xpad: Any
+    w: Any
+    has_bias: bool
+    geometry: ConvGeometry
+
+
+def depthwise_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
+    """Depthwise convolution (groups = C = F) without im2col: one
+    multiply-add of the whole (N, C, OH, OW) block per kernel tap,
+    y += xpad[window(u, v)] · w[:, 0, u, v]. The same numbers as the grouped
+    reference, in about a third of its time (no C·KH·KW-row columns)."""
+    xpad = pad(xp, x, *geo.padding)
+    taps = xp.reshape(w, (geo.C, geo.KH * geo.KW))
+    y = None
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            rows, columns = window(geo, u, v)
+            k = xp.reshape(taps[:, u * geo.KW + v], (1, geo.C, 1, 1))
+            term = xpad[:, :, rows, columns] * k
+            y = term if y is None else y + term
+    if b is not None:
+        y = y + xp.reshape(b, (1, geo.C, 1, 1))
+    return y, DepthwiseCache(xpad, w, b is not None, geo)
+
+
+def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
+    """dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW; dx by adding
+    dy · w[c, u, v] into each tap's window of a padded zero array."""
+    xpad, w, has_bias, geo = cache
+    xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
+    _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
+    taps = xp.reshape(w, (geo.C, geo.KH * geo.KW))
+    dw_cols = []
+    dxpad = xp.zeros_like(xpad) if input_grad else None
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            rows, columns = window(geo, u, v)
+            dw_cols.append(xp.sum(dy * xpad[:, :, rows, columns], axis=(0, 2, 3)))
+            if dxpad is not None:
+                k = xp.reshape(taps[:, u * geo.KW + v], (1, geo.C, 1, 1))
+                dxpad[:, :, rows, columns] += dy * k
+    dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
+    db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
+    if dxpad is None:
+        return None, dw, db
+    ph, pw = geo.padding
+    return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], dw, db
 
 
 BLOCK = 1 << 22  # elements of Wᵀ·dY computed at once by input_grad_flat
