@@ -17,9 +17,14 @@ SIGNATURES = {
     "conv2d_forward": "(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)",
     "conv2d_backward": "(dy, cache)",
     "conv2d_naive": "(x, w, b=None, stride=1, padding=0, dilation=1)",
-    "max_pool2d_forward": "(x, kernel_size, stride=None, padding=0)",
+    "max_pool2d_forward": (
+        "(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)"
+    ),
     "max_pool2d_backward": "(dy, cache)",
-    "avg_pool2d_forward": "(x, kernel_size, stride=None, padding=0)",
+    "avg_pool2d_forward": (
+        "(x, kernel_size, stride=None, padding=0, ceil_mode=False,"
+        " count_include_pad=True)"
+    ),
     "avg_pool2d_backward": "(dy, cache)",
     "relu_forward": "(x)",
     "sigmoid_forward": "(x)",

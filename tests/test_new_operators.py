@@ -356,3 +356,106 @@ def test_conv_layer_options(backend):
         F.conv2d_forward(x, _x(backend, 3, 1, 3, 3), groups=3)
     with pytest.raises(ValueError, match="conv2d_forward: padding must be"):
         F.conv2d_forward(x, _x(backend, 3, 4, 3, 3), padding="full")
+
+
+# -- pooling options -----------------------------------------------------------
+POOLS = [
+    ("max", (2, 3, 7, 7), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+    ("max", (2, 3, 9, 8), {"kernel_size": 2, "dilation": 2}),
+    ("max", (1, 2, 8, 7), {"kernel_size": 3, "padding": 1, "dilation": (2, 1)}),
+    ("max", (1, 2, 6, 6), {"kernel_size": 2, "ceil_mode": True, "stride": 2}),
+    ("avg", (2, 3, 7, 7), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+    ("avg", (2, 3, 7, 6), {"kernel_size": 3, "padding": 1, "count_include_pad": False}),
+    (
+        "avg",
+        (1, 2, 8, 7),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    ),
+    (
+        "avg",
+        (1, 2, 8, 7),
+        {
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": 1,
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+    ),
+]
+
+
+def _pool_fns(kind):
+    if kind == "max":
+        return F.max_pool2d_forward, F.max_pool2d_backward
+    return F.avg_pool2d_forward, F.avg_pool2d_backward
+
+
+@pytest.mark.parametrize("kind, shape, kw", POOLS)
+def test_pool_options_gradients(backend, kind, shape, kw):
+    x = backend.asarray(
+        np.random.default_rng(0).permutation(np.prod(shape)).reshape(shape) / 7.0,
+        np.float64,
+    )  # no ties
+    fwd, bwd = _pool_fns(kind)
+    errors = gradcheck.check(fwd, bwd, x, **kw)
+    assert max(errors.values()) < 1e-7, errors
+    from cnnbook.functional import _fast
+
+    if kind == "max":
+        y, _cache = _fast.max_pool2d_forward(x, **kw)
+        np.testing.assert_array_equal(B.to_numpy(y), B.to_numpy(fwd(x, **kw)[0]))
+
+
+@pytest.mark.parametrize("kind, shape, kw", POOLS)
+def test_pool_options_match_pytorch(kind, shape, kw):
+    torch = _torch()
+    x = np.random.default_rng(0).permutation(np.prod(shape)).reshape(shape) / 7.0
+    fwd, bwd = _pool_fns(kind)
+    y, cache = fwd(x, **kw)
+    dy = np.random.default_rng(1).normal(size=y.shape)
+    dx = bwd(dy, cache)
+    tx = torch.tensor(x, requires_grad=True)
+    if kind == "max":
+        out, idx = torch.nn.functional.max_pool2d(tx, **kw, return_indices=True)
+        np.testing.assert_array_equal(F.max_pool2d_indices(cache), idx.numpy())
+    else:
+        out = torch.nn.functional.avg_pool2d(tx, **kw)
+    out.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 3), (2, 5), 4])
+def test_adaptive_avg_pool(backend, size):
+    x = _x(backend, 2, 3, 7, 9)
+    errors = gradcheck.check(
+        F.adaptive_avg_pool2d_forward, F.adaptive_avg_pool2d_backward, x, size
+    )
+    assert max(errors.values()) < 1e-7, errors
+    layer = nn.AdaptiveAvgPool2d(size)
+    y = layer(x)
+    assert tuple(layer.backward(y).shape) == (2, 3, 7, 9)
+    torch = pytest.importorskip("torch")
+    want = torch.nn.functional.adaptive_avg_pool2d(torch.tensor(B.to_numpy(x)), size)
+    np.testing.assert_allclose(B.to_numpy(y), want.numpy(), rtol=1e-12)
+
+
+def test_pool_layers(backend):
+    x = _x(backend, 2, 3, 6, 6)
+    gap = nn.GlobalAvgPool2d(keepdim=True)
+    y = gap(x)
+    assert tuple(y.shape) == (2, 3, 1, 1)
+    assert tuple(gap.backward(y).shape) == (2, 3, 6, 6)
+    for mp in (
+        nn.MaxPool2d(2, return_indices=True),
+        nn.MaxPool2d(3, 2, 1, return_indices=True),
+    ):
+        y, idx = mp(x)
+        _ref, cache = F.max_pool2d_forward(x, mp.kernel_size, mp.stride, mp.padding)
+        np.testing.assert_array_equal(
+            B.to_numpy(idx), B.to_numpy(F.max_pool2d_indices(cache))
+        )
+        assert tuple(mp.backward(y).shape) == (2, 3, 6, 6)
+    ap = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+    assert "count_include_pad=False" in repr(ap) and tuple(ap(x).shape) == (2, 3, 4, 4)

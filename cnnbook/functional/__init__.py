@@ -52,15 +52,20 @@ from cnnbook.functional.norm import (
     layer_norm_forward,
 )
 from cnnbook.functional.pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
     avg_pool2d_backward,
     avg_pool2d_forward,
     global_avg_pool2d_backward,
     global_avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
+    max_pool2d_indices,
 )
 
 __all__ = [
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "batch_norm_backward",
@@ -91,6 +96,7 @@ __all__ = [
     "log_softmax",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "max_pool2d_indices",
     "mse_loss",
     "relu_backward",
     "relu_forward",

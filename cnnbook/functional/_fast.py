@@ -227,7 +227,8 @@ def input_grad_flat(xp: Any, dy: Any, w_t: Any, geo: ConvGeometry) -> Any:
 
 def pairwise(geo: ConvGeometry) -> bool:
     """True for the shape the pairwise kernels handle: 2×2, stride 2, no pad."""
-    return (geo.KH, geo.KW, geo.stride, geo.padding) == (2, 2, (2, 2), (0, 0))
+    shape = (geo.KH, geo.KW, geo.stride, geo.padding, geo.dilation, geo.pad_end)
+    return shape == (2, 2, (2, 2), (0, 0), (1, 1), None)
 
 
 class PairwiseCache(NamedTuple):
@@ -240,12 +241,18 @@ class PairwiseCache(NamedTuple):
     geometry: ConvGeometry
 
 
-def max_pool2d_forward(x: Any, kernel_size, stride=None, padding=0):
+def max_pool2d_forward(
+    x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
+):
     """:func:`cnnbook.functional.max_pool2d_forward`, faster for 2×2 windows
     at stride 2; the reference for every other shape."""
-    xp, geo = pool.geometry("max_pool2d_forward", x, kernel_size, stride, padding)
+    xp, geo = pool.geometry(
+        "max_pool2d_forward", x, kernel_size, stride, padding, dilation, ceil_mode
+    )
     if not pairwise(geo):
-        return pool.max_pool2d_forward(x, kernel_size, stride, padding)
+        return pool.max_pool2d_forward(
+            x, kernel_size, stride, padding, dilation, ceil_mode
+        )
     x = x[:, :, : 2 * geo.OH, : 2 * geo.OW]  # odd sizes: the last row/column drops
     # Contiguous copies of the even and odd columns first: element-wise ops
     # on them run several times faster than on the stride-2 views (SIMD).

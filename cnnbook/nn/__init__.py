@@ -16,6 +16,7 @@ from cnnbook.nn.containers import Identity, ModuleList, Residual, Sequential
 from cnnbook.nn.layers import (
     ELU,
     GELU,
+    AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
@@ -46,6 +47,7 @@ from cnnbook.nn.module import (
 __all__ = [
     "ELU",
     "GELU",
+    "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",

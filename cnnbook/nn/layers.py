@@ -278,7 +278,7 @@ class _Stateless(Module):
 
 
 class _Pool(_Stateless):
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         op = type(self).__name__
         _checks.pair(op, "kernel_size", kernel_size, 1)
@@ -286,30 +286,121 @@ class _Pool(_Stateless):
             _checks.pair(op, "stride", stride, 1)
         _checks.pair(op, "padding", padding, 0)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-
-    def _settings(self):
-        return self.kernel_size, self.stride, self.padding
+        self.ceil_mode = bool(ceil_mode)
 
     def extra_repr(self):
         stride = self.kernel_size if self.stride is None else self.stride
-        return (
-            f"kernel_size={self.kernel_size}, stride={stride}, padding={self.padding}"
-        )
+        s = f"kernel_size={self.kernel_size}, stride={stride}, padding={self.padding}"
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
 
 
 class MaxPool2d(_Pool):
     """x (N, C, H, W) -> (N, C, OH, OW): the maximum of each window
-    (:func:`cnnbook.functional.max_pool2d_forward`, run by the fast kernel)."""
+    (:func:`cnnbook.functional.max_pool2d_forward`, run by the fast kernel).
+    ``dilation`` and ``ceil_mode`` as PyTorch's; with ``return_indices`` the
+    layer returns (y, indices) and its backward takes dy."""
 
     forward_op = staticmethod(fast.max_pool2d_forward)
     backward_op = staticmethod(fast.max_pool2d_backward)
 
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        dilation=1,
+        return_indices=False,
+        ceil_mode=False,
+    ):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        _checks.pair("MaxPool2d", "dilation", dilation, 1)
+        self.dilation, self.return_indices = dilation, bool(return_indices)
+
+    def _settings(self):
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return k, s, p, self.dilation, self.ceil_mode
+
+    def forward(self, x):
+        _check_array(self, x, "(N, C, H, W)")
+        y, cache = fast.max_pool2d_forward(x, *self._settings())
+        self._save(cache)
+        if not self.return_indices:
+            return y
+        if isinstance(cache, fast.PairwiseCache):  # the reference's cache
+            cache = F.max_pool2d_forward(x, *self._settings())[1]
+        return y, F.max_pool2d_indices(cache)
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        return s + (", return_indices=True" if self.return_indices else "")
+
 
 class AvgPool2d(_Pool):
-    """x (N, C, H, W) -> (N, C, OH, OW): the mean of each window."""
+    """x (N, C, H, W) -> (N, C, OH, OW): the mean of each window;
+    ``ceil_mode`` and ``count_include_pad`` as PyTorch's."""
 
     forward_op = staticmethod(F.avg_pool2d_forward)
     backward_op = staticmethod(F.avg_pool2d_backward)
+
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+    ):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _settings(self):
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return k, s, p, self.ceil_mode, self.count_include_pad
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        return s + ("" if self.count_include_pad else ", count_include_pad=False")
+
+
+class AdaptiveAvgPool2d(_Stateless):
+    """x (N, C, H, W) -> (N, C, OH, OW) for a fixed ``output_size``: the mean
+    over PyTorch's adaptive bins (``(1, 1)``: a global pool keeping dims)."""
+
+    forward_op = staticmethod(F.adaptive_avg_pool2d_forward)
+    backward_op = staticmethod(F.adaptive_avg_pool2d_backward)
+
+    def __init__(self, output_size):
+        super().__init__()
+        _checks.pair("AdaptiveAvgPool2d", "output_size", output_size, 1)
+        self.output_size = output_size
+
+    def _settings(self):
+        return (self.output_size,)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class GlobalAvgPool2d(_Stateless):
+    """x (N, C, H, W) -> (N, C) (or (N, C, 1, 1) with ``keepdim=True``): the
+    mean over each channel's H·W values."""
+
+    forward_op = staticmethod(F.global_avg_pool2d_forward)
+    backward_op = staticmethod(F.global_avg_pool2d_backward)
+
+    def __init__(self, *, keepdim: bool = False):
+        super().__init__()
+        if not isinstance(keepdim, bool):
+            raise TypeError(f"GlobalAvgPool2d: keepdim must be a bool, got {keepdim!r}")
+        self.keepdim = keepdim
+
+    def _settings(self):
+        return (self.keepdim,)
+
+    def extra_repr(self):
+        return "keepdim=True" if self.keepdim else ""
 
 
 def _stateless(name: str, forward: Any, backward: Any, doc: str) -> type[_Stateless]:
@@ -321,12 +412,6 @@ def _stateless(name: str, forward: Any, backward: Any, doc: str) -> type[_Statel
     return type(name, (_Stateless,), namespace)
 
 
-GlobalAvgPool2d = _stateless(
-    "GlobalAvgPool2d",
-    F.global_avg_pool2d_forward,
-    F.global_avg_pool2d_backward,
-    "x (N, C, H, W) -> (N, C): the mean over each channel's H·W values.",
-)
 ReLU = _stateless(
     "ReLU", F.relu_forward, F.relu_backward, "y = max(x, 0), elementwise."
 )
