@@ -459,3 +459,57 @@ def test_pool_layers(backend):
         assert tuple(mp.backward(y).shape) == (2, 3, 6, 6)
     ap = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
     assert "count_include_pad=False" in repr(ap) and tuple(ap(x).shape) == (2, 3, 4, 4)
+
+
+# -- transposed convolution -------------------------------------------------------
+TRANSPOSED = [
+    ((2, 3, 4, 5), (3, 2, 3, 3), {}),
+    ((2, 3, 4, 5), (3, 2, 3, 2), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((1, 2, 3, 3), (2, 4, 2, 2), {"stride": 2}),
+    ((1, 2, 4, 3), (2, 3, 3, 3), {"dilation": 2, "padding": (1, 2)}),
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", TRANSPOSED)
+def test_conv_transpose_gradients(backend, xs, ws, kw):
+    x, w, b = _x(backend, *xs), _x(backend, *ws, seed=1), _x(backend, ws[1], seed=2)
+    errors = gradcheck.check(
+        F.conv_transpose2d_forward, F.conv_transpose2d_backward, x, w, b, **kw
+    )
+    assert max(errors.values()) < 1e-7, errors
+
+
+@pytest.mark.parametrize("xs, ws, kw", TRANSPOSED)
+def test_conv_transpose_matches_pytorch(xs, ws, kw):
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[1])
+    y, cache = F.conv_transpose2d_forward(x, w, b, **kw)
+    dy = rng.normal(size=y.shape)
+    grads = F.conv_transpose2d_backward(dy, cache)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    out = torch.nn.functional.conv_transpose2d(tx, tw, tb, **kw)
+    out.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for ours, t in zip(grads, (tx, tw, tb), strict=True):
+        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_conv_transpose_is_the_adjoint_of_conv(backend):
+    x, w = _x(backend, 2, 4, 5, 5), _x(backend, 4, 3, 3, 3, seed=1)
+    _y, cache = F.conv2d_forward(_x(backend, 2, 3, 11, 11), w, stride=2)
+    dx = F.conv2d_backward(x, cache)[0]  # x plays dy, shaped like y
+    t = F.conv_transpose2d_forward(x, w, stride=2)[0]
+    np.testing.assert_allclose(B.to_numpy(t), B.to_numpy(dx), rtol=1e-12)
+
+
+def test_conv_transpose_layer(backend):
+    up = nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+    up.to(dtype=np.float64)
+    assert up.weight.shape == (4, 2, 3, 3) and up.bias.shape == (2,)
+    x = _x(backend, 2, 4, 5, 5)
+    y = up(x)
+    assert tuple(y.shape) == (2, 2, 10, 10)
+    assert tuple(up.backward(y).shape) == (2, 4, 5, 5)
+    with pytest.raises(ValueError, match="conv_transpose2d_forward: output_padding"):
+        F.conv_transpose2d_forward(x, _x(backend, 4, 2, 3, 3), output_padding=1)

@@ -33,6 +33,8 @@ from cnnbook.functional.conv import (
     conv2d_forward,
     conv2d_naive,
     conv_output_size,
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
     im2col,
 )
 from cnnbook.functional.dropout import dropout_backward, dropout_forward
@@ -75,6 +77,8 @@ __all__ = [
     "conv2d_forward",
     "conv2d_naive",
     "conv_output_size",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_forward",
     "dropout_backward",
     "dropout_forward",
     "elu_backward",

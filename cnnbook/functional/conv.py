@@ -40,6 +40,8 @@ __all__ = [
     "conv2d_forward",
     "conv2d_naive",
     "conv_output_size",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_forward",
     "im2col",
 ]
 
@@ -277,3 +279,94 @@ def col2im(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
                 cols[:, u, v, ...], (1, 0, 2, 3)
             )
     return dxpad[:, :, top : top + geo.H, left : left + geo.W]
+
+
+# ---------------------------------------------------------------------------
+# transposed convolution: the adjoint of the convolution, x -> dX of a conv
+# ---------------------------------------------------------------------------
+class ConvTranspose2dCache(NamedTuple):
+    x: Any  # (N, C_in, H, W)
+    w: Any  # (C_in, C_out, KH, KW)
+    has_bias: bool
+    geometry: ConvGeometry  # of the convolution whose adjoint this is
+
+
+def conv_transpose2d_forward(
+    x: Any,
+    w: Any,
+    b: Any = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+) -> tuple[Any, ConvTranspose2dCache]:
+    """x (N, C_in, H, W), w (C_in, C_out, KH, KW), b (C_out,) or None
+    -> y (N, C_out, OH, OW), cache, with
+
+        OH = (H − 1)·s − 2p + d·(KH − 1) + output_padding + 1
+
+    y is what :func:`conv2d_backward` returns as dx for dy = x and filters w
+    (the convolution from C_out to C_in channels): cols = Wᵀ·x folded back by
+    :func:`col2im`. As PyTorch's ``conv_transpose2d`` (weight layout
+    (C_in, C_out, KH, KW), groups 1).
+    """
+    op = "conv_transpose2d_forward"
+    xp = _checks.float_inputs(op, x=x, w=w, b=b)
+    _checks.ndim(op, "x", x, (4,), "4-D (N, C_in, H, W)")
+    _checks.ndim(op, "w", w, (4,), "4-D (C_in, C_out, KH, KW)")
+    N, C_in, H, W = x.shape
+    Cw, C_out, KH, KW = w.shape
+    if C_in != Cw:
+        raise ValueError(
+            f"{op}: x has {C_in} channels (x shape {tuple(x.shape)}) but w expects "
+            f"{Cw} (w shape {tuple(w.shape)}, (C_in, C_out, KH, KW))"
+        )
+    if b is not None and tuple(b.shape) != (C_out,):
+        raise ValueError(
+            f"{op}: b must have shape ({C_out},) to match w {tuple(w.shape)}, "
+            f"got {tuple(b.shape)}"
+        )
+    s = _checks.pair(op, "stride", stride, 1)
+    p = _checks.pair(op, "padding", padding, 0)
+    d = _checks.pair(op, "dilation", dilation, 1)
+    op_ = _checks.pair(op, "output_padding", output_padding, 0)
+    for k in (0, 1):
+        if op_[k] >= max(s[k], d[k]):
+            raise ValueError(
+                f"{op}: output_padding {output_padding!r} must be smaller than the "
+                f"stride {stride!r} or the dilation {dilation!r}"
+            )
+    OH = (H - 1) * s[0] - 2 * p[0] + d[0] * (KH - 1) + op_[0] + 1
+    OW = (W - 1) * s[1] - 2 * p[1] + d[1] * (KW - 1) + op_[1] + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(
+            f"{op}: the output would be {OH}×{OW} for x {tuple(x.shape)}, kernel "
+            f"{KH}×{KW}, stride {stride!r}, padding {padding!r}"
+        )
+    geo = ConvGeometry(N, C_out, OH, OW, C_in, KH, KW, H, W, s, p, d)
+    x_mat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (C_in, -1))
+    cols = xp.matrix_transpose(xp.reshape(w, (C_in, -1))) @ x_mat
+    y = col2im(xp, cols, geo)
+    if b is not None:
+        y = y + xp.reshape(b, (1, C_out, 1, 1))
+    return y, ConvTranspose2dCache(x, w, b is not None, geo)
+
+
+def conv_transpose2d_backward(
+    dy: Any, cache: ConvTranspose2dCache
+) -> tuple[Any, Any, Any]:
+    """dy (N, C_out, OH, OW) -> dx (N, C_in, H, W), dw, db (C_out,) or None:
+    dx is the convolution of dy with w (its forward pass), dw = x·colsᵀ with
+    cols = im2col(dy)."""
+    x, w, has_bias, geo = cache
+    op = "conv_transpose2d_backward"
+    xp = _checks.float_inputs(op, dy=dy, w=w)
+    _checks.grad_shape(op, dy, (geo.N, geo.C, geo.H, geo.W))
+    cols = im2col(xp, pad_sides(xp, dy, *geo.pads), geo)  # (C_out·KH·KW, N·H·W)
+    w_mat = xp.reshape(w, (geo.F, -1))
+    dx = xp.reshape(w_mat @ cols, (geo.F, geo.N, geo.OH, geo.OW))
+    dx = xp.permute_dims(dx, (1, 0, 2, 3))
+    x_mat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (geo.F, -1))
+    dw = xp.reshape(x_mat @ xp.matrix_transpose(cols), w.shape)
+    db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
+    return dx, dw, db

@@ -31,6 +31,7 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
+    "ConvTranspose2d",
     "Dropout",
     "Flatten",
     "GlobalAvgPool2d",
@@ -199,6 +200,85 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         s += "" if self.bias is not None else ", bias=False"
         return s + ("" if self.input_grad else ", input_grad=False")
+
+
+class ConvTranspose2d(Module):
+    """x (N, C_in, H, W) -> (N, C_out, OH, OW),
+    OH = (H − 1)·s − 2p + d·(KH − 1) + output_padding + 1: the adjoint of a
+    convolution (an upsampling layer). weight (C_in, C_out, KH, KW), bias
+    (C_out,), initialised as PyTorch's ``nn.ConvTranspose2d`` (fan-in from
+    C_out·KH·KW)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        bias: bool = True,
+        dilation: Any = 1,
+        rng: Any = None,
+        dtype: Any = np.float32,
+    ):
+        super().__init__()
+        kh, kw = _checks.pair("ConvTranspose2d", "kernel_size", kernel_size, 1)
+        _check_sizes(
+            "ConvTranspose2d", in_channels=in_channels, out_channels=out_channels
+        )
+        for name, v, least in (
+            ("stride", stride, 1),
+            ("padding", padding, 0),
+            ("output_padding", output_padding, 0),
+            ("dilation", dilation, 1),
+        ):
+            _checks.pair("ConvTranspose2d", name, v, least)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        self.output_padding, self.dilation = output_padding, dilation
+        # PyTorch's default: uniform ±1/√fan_in with fan_in = weight.shape[1]·KH·KW
+        gen = generator(rng)
+        w, _ = weights((in_channels, out_channels, kh, kw), False, "default", gen)
+        bound = 1 / math.sqrt(out_channels * kh * kw)
+        self.weight = _param(w, dtype)
+        self.bias = (
+            _param(gen.uniform(-bound, bound, out_channels), dtype) if bias else None
+        )
+
+    def forward(self, x):
+        _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
+        b = self.bias.data if self.bias is not None else None
+        y, cache = F.conv_transpose2d_forward(
+            x,
+            self.weight.data,
+            b,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.dilation,
+        )
+        self._save(cache)
+        return y
+
+    def _backward(self, dy):
+        dx, dw, db = F.conv_transpose2d_backward(dy, self._saved())
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        for name, default in (
+            ("stride", 1),
+            ("padding", 0),
+            ("output_padding", 0),
+            ("dilation", 1),
+        ):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s + ("" if self.bias is not None else ", bias=False")
 
 
 class Linear(Module):
