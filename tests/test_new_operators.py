@@ -285,6 +285,9 @@ CONV = [
     ((2, 4, 7, 6), (6, 2, 3, 3), {"groups": 2}),
     ((2, 4, 7, 6), (4, 1, 3, 3), {"groups": 4, "padding": 1}),  # depthwise
     ((2, 4, 7, 6), (8, 1, 3, 2), {"groups": 4, "stride": 2}),  # multiplier 2
+    ((2, 4, 9, 8), (4, 1, 3, 2), {"groups": 4, "stride": 2, "padding": 1}),
+    ((2, 4, 9, 8), (4, 1, 3, 3), {"groups": 4, "dilation": (2, 1), "padding": 2}),
+    ((0, 4, 9, 8), (4, 1, 3, 3), {"groups": 4, "padding": 1}),  # empty batch
     ((1, 3, 9, 8), (2, 3, 3, 3), {"dilation": 2, "padding": 2}),
     ((1, 3, 7, 6), (2, 3, 3, 2), {"padding": "same"}),
     ((1, 3, 7, 6), (2, 3, 2, 4), {"padding": "same", "dilation": (2, 1)}),

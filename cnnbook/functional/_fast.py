@@ -128,41 +128,88 @@ class DepthwiseCache(NamedTuple):
     geometry: ConvGeometry
 
 
+def _flat_taps(geo: ConvGeometry):
+    """Stride 1: kernel tap (u, v) -> its offset in the flattened padded image
+    (row by row, width Wp), and the length L of the run of positions that
+    covers every output (computed over the padded width, then cropped)."""
+    pw, (dh, dw) = geo.padding[1], geo.dilation
+    Wp = geo.W + 2 * pw
+    L = (geo.OH - 1) * Wp + geo.OW
+    offsets = [
+        (u * geo.KW + v, u * dh * Wp + v * dw)
+        for u in range(geo.KH)
+        for v in range(geo.KW)
+    ]
+    return offsets, L, Wp
+
+
 def depthwise_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
     """Depthwise convolution (groups = C = F) without im2col: one
-    multiply-add of the whole (N, C, OH, OW) block per kernel tap,
-    y += xpad[window(u, v)] · w[:, 0, u, v]. The same numbers as the grouped
-    reference, in about a third of its time (no C·KH·KW-row columns)."""
+    multiply-add of the whole batch per kernel tap, y += xpad[window(u, v)] ·
+    w[:, 0, u, v]. At stride 1 each window is a contiguous run of the
+    flattened padded image ("flat shifts", as :func:`input_grad_flat`), which
+    element-wise arithmetic runs several times faster than strided windows.
+    The same numbers as the grouped reference."""
     xpad = pad(xp, x, *geo.padding)
     taps = xp.reshape(w, (geo.C, geo.KH * geo.KW))
+    N, C = geo.N, geo.C
     y = None
-    for u in range(geo.KH):
-        for v in range(geo.KW):
-            rows, columns = window(geo, u, v)
-            k = xp.reshape(taps[:, u * geo.KW + v], (1, geo.C, 1, 1))
-            term = xpad[:, :, rows, columns] * k
+    if geo.stride == (1, 1):
+        offsets, L, Wp = _flat_taps(geo)
+        flat = xp.reshape(xpad, (N, C, -1)) if N else None  # N = 0: no taps
+        for k, off in offsets if N else ():
+            term = flat[:, :, off : off + L] * xp.reshape(taps[:, k], (1, C, 1))
             y = term if y is None else y + term
+        full = xp.zeros((N, C, geo.OH * Wp), dtype=x.dtype, device=device_of(x))
+        if y is not None:
+            full[:, :, :L] = y
+        y = xp.reshape(full, (N, C, geo.OH, Wp))[:, :, :, : geo.OW]
+    else:
+        for u in range(geo.KH):
+            for v in range(geo.KW):
+                rows, columns = window(geo, u, v)
+                k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
+                term = xpad[:, :, rows, columns] * k
+                y = term if y is None else y + term
     if b is not None:
-        y = y + xp.reshape(b, (1, geo.C, 1, 1))
+        y = y + xp.reshape(b, (1, C, 1, 1))
     return y, DepthwiseCache(xpad, w, b is not None, geo)
 
 
 def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     """dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW; dx by adding
-    dy · w[c, u, v] into each tap's window of a padded zero array."""
+    dy · w[c, u, v] into each tap's window of a padded zero array (at stride
+    1 both on contiguous runs of the flattened padded image)."""
     xpad, w, has_bias, geo = cache
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
-    taps = xp.reshape(w, (geo.C, geo.KH * geo.KW))
+    N, C = geo.N, geo.C
+    taps = xp.reshape(w, (C, geo.KH * geo.KW))
     dw_cols = []
     dxpad = xp.zeros_like(xpad) if input_grad else None
-    for u in range(geo.KH):
-        for v in range(geo.KW):
-            rows, columns = window(geo, u, v)
-            dw_cols.append(xp.sum(dy * xpad[:, :, rows, columns], axis=(0, 2, 3)))
-            if dxpad is not None:
-                k = xp.reshape(taps[:, u * geo.KW + v], (1, geo.C, 1, 1))
-                dxpad[:, :, rows, columns] += dy * k
+    if geo.stride == (1, 1) and N:
+        offsets, L, Wp = _flat_taps(geo)
+        dev = device_of(dy)
+        grid = xp.zeros((N, C, geo.OH, Wp), dtype=dy.dtype, device=dev)
+        grid[:, :, :, : geo.OW] = dy
+        dy_flat = xp.reshape(grid, (N, C, -1))[:, :, :L]
+        x_flat = xp.reshape(xpad, (N, C, -1))
+        dx_flat = xp.reshape(dxpad, (N, C, -1)) if dxpad is not None else None
+        for k, off in offsets:
+            dw_cols.append(xp.sum(dy_flat * x_flat[:, :, off : off + L], axis=(0, 2)))
+            if dx_flat is not None:
+                tap = xp.reshape(taps[:, k], (1, C, 1))
+                dx_flat[:, :, off : off + L] += dy_flat * tap
+        if dx_flat is not None:
+            dxpad = xp.reshape(dx_flat, tuple(xpad.shape))
+    else:
+        for u in range(geo.KH):
+            for v in range(geo.KW):
+                rows, columns = window(geo, u, v)
+                dw_cols.append(xp.sum(dy * xpad[:, :, rows, columns], axis=(0, 2, 3)))
+                if dxpad is not None:
+                    k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
+                    dxpad[:, :, rows, columns] += dy * k
     dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
     db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
     if dxpad is None:
