@@ -196,7 +196,9 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
         x_flat = xp.reshape(xpad, (N, C, -1))
         dx_flat = xp.reshape(dxpad, (N, C, -1)) if dxpad is not None else None
         for k, off in offsets:
-            dw_cols.append(xp.sum(dy_flat * x_flat[:, :, off : off + L], axis=(0, 2)))
+            # a dot product per (image, channel) over a contiguous run
+            dots = xp.vecdot(dy_flat, x_flat[:, :, off : off + L], axis=-1)
+            dw_cols.append(xp.sum(dots, axis=0))
             if dx_flat is not None:
                 tap = xp.reshape(taps[:, k], (1, C, 1))
                 dx_flat[:, :, off : off + L] += dy_flat * tap
