@@ -353,11 +353,11 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop (Hinton, 2012), PyTorch's rule::
+    """RMSprop (Hinton, 2012), PyTorch's rule, for a parameter θ with gradient g:
 
-    g ← g + λθ;   v ← αv + (1 − α)g²;   a ← √v + ε
-    (centered: ḡ ← αḡ + (1 − α)g, a ← √(v − ḡ²) + ε)
-    θ ← θ − η g/a, or with momentum μ: b ← μb + g/a, θ ← θ − ηb
+    - ``g ← g + λθ``, ``v ← αv + (1 − α)g²``, ``a ← √v + ε``
+      (centered: ``ḡ ← αḡ + (1 − α)g``, ``a ← √(v − ḡ²) + ε``);
+    - ``θ ← θ − η g/a``, or with momentum μ: ``b ← μb + g/a``, ``θ ← θ − ηb``.
     """
 
     _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum")
@@ -413,10 +413,11 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad (Duchi et al., 2011), PyTorch's rule::
+    """Adagrad (Duchi et al., 2011), PyTorch's rule, for a parameter θ with
+    gradient g at step t:
 
-    g ← g + λθ;   η_t = η / (1 + (t − 1)·lr_decay)
-    s ← s + g²;   θ ← θ − η_t g / (√s + ε)        (s starts at s₀)
+    - ``g ← g + λθ``, ``η_t = η / (1 + (t − 1)·lr_decay)``;
+    - ``s ← s + g²`` (s starts at s₀), ``θ ← θ − η_t g / (√s + ε)``.
     """
 
     _hyper = ("lr", "lr_decay", "weight_decay", "eps")

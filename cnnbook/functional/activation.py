@@ -116,8 +116,8 @@ def erf(x: Any) -> Any:
 
         erf(a) = (2/√π) e^(−a²) Σₙ 2ⁿ a^(2n+1) / (1·3·5···(2n+1))
 
-    for |a| ≤ 6; beyond, erf(a) = ±1 to double precision. The number of terms
-    grows with the largest |a| (about 2a² + 30).
+    for ``|a| ≤ 6``; beyond, erf(a) = ±1 to double precision. The number of
+    terms grows with the largest ``|a|`` (about 2a² + 30).
 
     >>> import numpy as np, math
     >>> bool(abs(erf(np.array([0.5]))[0] - math.erf(0.5)) < 1e-15)

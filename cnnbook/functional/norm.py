@@ -165,7 +165,7 @@ def _affine_checks(op, weight, bias, shape):
 def layer_norm_forward(
     x: Any, normalized_shape: Any, weight: Any = None, bias: Any = None, eps=1e-5
 ) -> tuple[Any, NormCache]:
-    """x (…, *normalized_shape) -> y (shape of x), normalised over the last
+    """``x (…, *normalized_shape)`` -> y (shape of x), normalised over the last
     len(normalized_shape) axes of each sample; weight, bias of
     normalized_shape (or None). As PyTorch's ``layer_norm`` (biased variance).
     """
@@ -207,7 +207,7 @@ def layer_norm_backward(dy: Any, cache: NormCache) -> tuple[Any, Any, Any]:
 def group_norm_forward(
     x: Any, num_groups: int, weight: Any = None, bias: Any = None, eps=1e-5
 ) -> tuple[Any, NormCache]:
-    """x (N, C, *) -> y (shape of x): the C channels in ``num_groups`` groups,
+    """``x (N, C, *)`` -> y (shape of x): the C channels in ``num_groups`` groups,
     each group of each sample normalised over its channels and positions;
     weight, bias (C,) per channel (or None). As PyTorch's ``group_norm``."""
     op = "group_norm_forward"

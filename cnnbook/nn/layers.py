@@ -681,7 +681,7 @@ class BatchNorm2d(_BatchNorm):
 
 
 class LayerNorm(Module):
-    """x (…, *normalized_shape) -> same, each sample normalised over its last
+    """``x (…, *normalized_shape)`` -> same, each sample normalised over its last
     axes; weight (ones) and bias (zeros) of normalized_shape when
     ``elementwise_affine``. As PyTorch's ``nn.LayerNorm``."""
 
@@ -734,7 +734,7 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    """x (N, C, *) -> same: the channels in ``num_groups`` groups, each
+    """``x (N, C, *)`` -> same: the channels in ``num_groups`` groups, each
     normalised per sample; weight, bias (C,) when ``affine``. As PyTorch's."""
 
     def __init__(
