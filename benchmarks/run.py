@@ -77,12 +77,16 @@ def _rng_arrays(dtype, *shapes, seed=0):
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
-def conv_case(x_shape, w_shape, stride, padding, dtype="float32"):
-    """x, w shapes -> builder of cnnbook and PyTorch conv forward + backward."""
+def conv_case(x_shape, w_shape, stride, padding, dtype="float32", groups=1):
+    """x, w shapes -> builder of cnnbook and PyTorch conv forward + backward
+    (``groups``: grouped or, with groups = channels, depthwise)."""
 
     def build(quick: bool):
-        xs, ws = x_shape, w_shape
-        if quick:  # tiny shapes, same structure
+        xs, ws, g = x_shape, w_shape, groups
+        if quick and g > 1:  # tiny shapes, same structure
+            g = 4 if g == xs[1] else 2
+            xs, ws = (2, 4, 8, 8), (4, 4 // g, ws[2], ws[3])
+        elif quick:
             xs = (2, min(xs[1], 3), min(xs[2], 8), min(xs[3], 8))
             ws = (min(ws[0], 4), xs[1], ws[2], ws[3])
         N, _C, H, W = xs
@@ -92,7 +96,7 @@ def conv_case(x_shape, w_shape, stride, padding, dtype="float32"):
         x, w, b, dy = _rng_arrays(dtype, xs, ws, (F_,), (N, F_, OH, OW))
 
         def ours():
-            _y, cache = fast_kernels.conv2d_forward(x, w, b, stride, padding)
+            _y, cache = fast_kernels.conv2d_forward(x, w, b, stride, padding, 1, g)
             return fast_kernels.conv2d_backward(dy, cache)
 
         peer = None
@@ -102,11 +106,11 @@ def conv_case(x_shape, w_shape, stride, padding, dtype="float32"):
 
             def peer():
                 tx.grad = tw.grad = tb.grad = None
-                y = TF.conv2d(tx, tw, tb, stride, padding)
+                y = TF.conv2d(tx, tw, tb, stride, padding, 1, g)
                 y.backward(tdy)
                 return tx.grad, tw.grad, tb.grad
 
-        desc = f"x{xs} w{ws} s{stride} p{padding}"
+        desc = f"x{xs} w{ws} s{stride} p{padding}" + (f" g{g}" if g > 1 else "")
         return ours, peer, desc
 
     return build
@@ -277,6 +281,12 @@ CASES = [
     Case("conv_vgg_f64", "conv VGG float64",
          conv_case((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, "float64"), target=1.0,
          dtype="float64"),
+    Case("conv_depthwise", "conv depthwise 3x3 (MobileNet)",
+         conv_case((32, 32, 56, 56), (32, 1, 3, 3), 1, 1, groups=32), target=3.0),
+    Case("conv_depthwise_28", "conv depthwise 3x3, 64 ch, 28 px",
+         conv_case((32, 64, 28, 28), (64, 1, 3, 3), 1, 1, groups=64), target=3.0),
+    Case("conv_grouped", "conv grouped 3x3, 8 groups (ResNeXt)",
+         conv_case((32, 64, 28, 28), (64, 8, 3, 3), 1, 1, groups=8), target=3.0),
     Case("maxpool_lenet", "max-pool 2x2 (64,6,28,28)", maxpool_case((64, 6, 28, 28)),
          target=0.6),
     Case("maxpool_vgg", "max-pool 2x2 (32,64,32,32)", maxpool_case((32, 64, 32, 32)),

@@ -65,7 +65,19 @@ def _from_environment() -> str:
     return name  # loaded lazily: importing cnnbook never needs a GPU
 
 
-_current = _from_environment()
+try:
+    _current = _from_environment()
+    _ENV_ERROR: str | None = None
+except ValueError as _err:  # reported when a default is first needed, so a
+    _current, _ENV_ERROR = "numpy", str(_err)  # CLI can say it without a traceback
+
+
+def _checked_current() -> str:
+    if _ENV_ERROR is not None:
+        raise ValueError(_ENV_ERROR)
+    return _current
+
+
 _NUMPY_NAMESPACE = array_api_compat.array_namespace(np.empty(0))
 
 
@@ -77,18 +89,18 @@ def use(backend: str) -> None:
 
     Existing arrays stay where they are; move a model with ``model.to(backend)``.
     """
-    global _current
+    global _current, _ENV_ERROR
     if backend not in BACKENDS:
         raise ValueError(
             f"cnnbook.use: unknown backend {backend!r}; choose one of {BACKENDS}"
         )
     _load(backend)  # fail now, with a helpful message, not at first use
-    _current = backend
+    _current, _ENV_ERROR = backend, None
 
 
 def current() -> str:
     """The name of the default backend."""
-    return _current
+    return _checked_current()
 
 
 def _load(backend: str) -> Any:
@@ -126,13 +138,13 @@ def _load(backend: str) -> Any:
 
 def default_namespace(backend: str | None = None) -> Any:
     """The array-API namespace new arrays are created in."""
-    lib = _load(backend or _current)
+    lib = _load(backend or _checked_current())
     return array_api_compat.array_namespace(lib.asarray(0.0))
 
 
 def default_device(backend: str | None = None) -> Any:
     """The device new arrays are created on (``None`` means the library's own)."""
-    backend = backend or _current
+    backend = backend or _checked_current()
     if backend == "strict":
         return _load("strict").Device(_STRICT_DEVICE_NAME)
     return None
@@ -245,7 +257,13 @@ def asarray(
         a = to_numpy(a)
     host = np.array(a, copy=True) if copy else np.asarray(a)
     if dtype is not None:
-        host = host.astype(numpy_dtype(dtype), copy=False)
+        target = numpy_dtype(dtype)
+        if host.dtype.kind == "c" and target.kind != "c":
+            raise TypeError(
+                f"asarray: complex data ({host.dtype}) cannot become {target}: the "
+                "imaginary part would be lost; pass real data"
+            )
+        host = host.astype(target, copy=False)
     if _is_namespace_of(xp, "numpy"):
         return host
     if _is_namespace_of(xp, "cupy"):

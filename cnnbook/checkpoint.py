@@ -74,22 +74,114 @@ def save(
         np.savez(f, allow_pickle=False, **arrays)
 
 
+#: Limits on what ``load`` reads: the uncompressed size of all arrays, and the
+#: ratio of uncompressed to compressed size of any large member (a zip bomb).
+MAX_BYTES = 2**31
+MAX_RATIO = 100
+#: dtypes an array of a checkpoint may have (weights, buffers, counters, info).
+DTYPES = frozenset("<f4 <f8 <i8 <i4 |u1 |b1 <u8 <f2".split())
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the zip at ``path``, after checking sizes and headers."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        total = sum(i.file_size for i in infos)
+        if total > MAX_BYTES:
+            raise CheckpointError(
+                f"cnnbook.load: {path} would unpack to {total} bytes, more than "
+                f"cnnbook.checkpoint.MAX_BYTES = {MAX_BYTES}"
+            )
+        for i in infos:
+            big = i.file_size > 2**20
+            if big and i.file_size > MAX_RATIO * max(i.compress_size, 1):
+                raise CheckpointError(
+                    f"cnnbook.load: {path}: member {i.filename} unpacks "
+                    f"{i.file_size / max(i.compress_size, 1):.0f}-fold (a zip bomb?)"
+                )
+            if not i.filename.endswith(".npy"):
+                raise CheckpointError(
+                    f"cnnbook.load: {path}: unexpected member {i.filename!r}"
+                )
+            with zf.open(i) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                if dtype.str not in DTYPES:
+                    raise CheckpointError(
+                        f"cnnbook.load: {path}: {i.filename} has dtype {dtype}, "
+                        "not one a checkpoint holds (float, int, uint8)"
+                    )
+                nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if nbytes > i.file_size:
+                    raise CheckpointError(
+                        f"cnnbook.load: {path}: {i.filename} claims shape {shape} "
+                        f"({nbytes} bytes) but holds {i.file_size} bytes"
+                    )
+                data = f.read(nbytes + 1)
+            if len(data) != nbytes:
+                raise CheckpointError(
+                    f"cnnbook.load: {path}: {i.filename} holds {len(data)} bytes of "
+                    f"data for shape {shape}, which needs {nbytes}"
+                )
+            a = np.frombuffer(data, dtype=dtype)
+            order = "F" if fortran else "C"
+            arrays[i.filename[: -len(".npy")]] = a.reshape(shape, order=order).copy()
+    return arrays
+
+
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(info, arrays) of a checkpoint, fully read into memory, or a clear error."""
+    """(info, arrays) of a checkpoint, fully read into memory, or a clear error.
+
+    Sizes, dtypes and array headers are checked before any array is read, so
+    a corrupt or hostile file costs at most :data:`MAX_BYTES` of memory; any
+    failure of the zip or npy layers becomes a :class:`CheckpointError`.
+    """
     if not path.exists():
         raise FileNotFoundError(f"cnnbook.load: no checkpoint at {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = _read_arrays(path)
         info = json.loads(bytes(arrays.pop("info")).decode())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+    except CheckpointError:
+        raise
+    except MemoryError as err:
+        raise CheckpointError(f"cnnbook.load: {path} is too large to read") from err
+    except Exception as err:  # zip, zlib, lzma, bz2, npy header, JSON, ...
         raise CheckpointError(
             f"cnnbook.load: {path} is not a readable cnnbook checkpoint "
-            f"(truncated or corrupt?): {err}"
+            f"(truncated or corrupt?): {type(err).__name__}: {err}"
         ) from err
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"cnnbook.load: {path} is not a cnnbook checkpoint")
     return info, arrays
+
+
+def _checked_history(info: dict[str, Any], path: Path) -> History | None:
+    """The saved History, or None; a CheckpointError if it is malformed."""
+    h = info.get("history")
+    if h is None:
+        return None
+    names = set(History.__dataclass_fields__)
+    ok = (
+        isinstance(h, dict)
+        and set(h) <= names
+        and all(isinstance(v, list) for v in h.values())
+        and len({len(v) for v in h.values()}) <= 1
+        and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool)
+            for v in h.values()
+            for x in v
+        )
+    )
+    if not ok:
+        raise CheckpointError(
+            f"cnnbook.load: {path} has a malformed history (want lists of numbers "
+            f"of one length under {sorted(names)}); nothing was loaded"
+        )
+    return History.from_dict(h)
 
 
 def _checked_signature(info: dict[str, Any], path: Path) -> list[list]:
@@ -166,17 +258,20 @@ def load(path: str | os.PathLike, model: Any, optimizer: Any = None) -> Any:
             for k, v in arrays.items()
             if k.startswith("optimizer/")
         }
+    history = _checked_history(info, path)
     # all checks passed: write (load_state_dict validates before assigning)
     backup = model.state_dict() if opt_state is not None else None
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"cnnbook.load: model state in {path}: {err}") from err
     if opt_state is not None:
         try:
             optimizer.load_state_dict(opt_state)
-        except (KeyError, ValueError) as err:
+        except Exception as err:
             model.load_state_dict(backup)
             raise CheckpointError(
-                f"cnnbook.load: optimizer state in {path}: {err}"
+                f"cnnbook.load: optimizer state in {path}: {err}; the model was "
+                "left as it was"
             ) from err
-    if info.get("history") is None:
-        return None
-    return History.from_dict(info["history"])
+    return history

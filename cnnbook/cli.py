@@ -3,12 +3,15 @@
 ``train --model lenet5`` with no other option uses the book's recipe
 (:data:`cnnbook.recipes.RECIPES`); each option overrides one setting. Bad
 options exit with status 2 and a message; a failure while running (missing
-file, corrupt checkpoint) exits with status 1 and a message, no traceback.
+file, corrupt checkpoint, a diverging run, a bad ``CNNBOOK_BACKEND``) exits
+with status 1 and a message, no traceback. ``--out`` and the step count of the
+schedule are checked before training starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -119,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from cnnbook.checkpoint import save
-    from cnnbook.recipes import recipe, train_recipe
+    from cnnbook.files import check_writable
+    from cnnbook.recipes import DATASETS, recipe, train_recipe
 
     overrides = {
         k: getattr(args, k)
@@ -135,6 +139,19 @@ def _train(args: argparse.Namespace) -> int:
         )
     }
     settings = recipe(args.model, **overrides)
+    if args.out:  # before training, so a bad path never costs the model
+        check_writable("--out", args.out)
+    if settings["schedule"] == "onecycle":
+        n = len(DATASETS[settings["data"]]()[0][0])
+        per_epoch = math.ceil(n / settings["batch_size"])
+        total = settings["epochs"] * per_epoch
+        if not 0.3 * total > 1:  # OneCycleLR's warm-up needs a step
+            raise ValueError(
+                f"--batch-size {settings['batch_size']} gives {per_epoch} step(s) "
+                f"per epoch over {n} images, so --epochs {settings['epochs']} "
+                f"makes {total}; the one-cycle schedule needs at least 4 steps: "
+                "lower --batch-size, raise --epochs or choose another --schedule"
+            )
     model, history, test = train_recipe(
         args.model,
         seed=args.seed,
@@ -197,8 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m cnnbook`` and the ``cnnbook`` script."""
     args = build_parser().parse_args(argv)
     try:
+        B.current()  # a bad CNNBOOK_BACKEND: a message, not a traceback
         return _train(args) if args.command == "train" else _evaluate(args)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, TypeError, RuntimeError, ArithmeticError) as err:
+        # ArithmeticError: a diverging run (NonFiniteLossError)
         print(f"cnnbook {args.command}: error: {err}", file=sys.stderr)
         return 1
 

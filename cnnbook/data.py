@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import numbers
 import os
 import struct
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -214,7 +216,11 @@ _IDX_FILES = (  # the order load_mnist returns them in
 )
 _URLS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    # the Zalando repository's own copies, over https (the S3 website is http only)
+    "fashion-mnist": (
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
+        "master/data/fashion/"
+    ),
 }
 _SHA = {"mnist": MNIST_SHA256, "fashion-mnist": FASHION_MNIST_SHA256}
 
@@ -264,23 +270,81 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Largest download accepted, in bytes (the biggest MNIST file is ~10 MB).
+MAX_DOWNLOAD_BYTES = 64 * 2**20
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _check_url(op: str, url: str) -> str:
+    """The host of ``url``; https anywhere, plain http only to this machine
+    (a local mirror), nothing else (``file://``, ``ftp://``)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return host
+    if parts.scheme == "http" and host in _LOOPBACK:
+        return host
+    raise ValueError(
+        f"{op}: refusing {url!r}: only https URLs (or http to this machine) are fetched"
+    )
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same host, over an allowed scheme."""
+
+    def __init__(self, host: str):
+        self.host = host
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = _check_url("download", newurl)
+        if target != self.host:
+            raise ValueError(
+                f"download: {req.full_url} redirects to another host ({newurl}); "
+                "refusing to follow it"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def download(
-    url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30.0
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str,
+    timeout: float = 30.0,
+    max_bytes: int | None = None,
 ) -> Path:
     """Fetch ``url`` to ``dest`` unless a file with the right SHA-256 is there.
 
     The bytes go to a temporary file first and are renamed into place only
     after the checksum matches, so a failed download leaves nothing behind.
-    Offline, the ``RuntimeError`` says where to put the file by hand.
+    Only https is fetched (plain http only from this machine), redirects are
+    followed only on the same host, and more than ``max_bytes`` (default
+    :data:`MAX_DOWNLOAD_BYTES`) is refused. Offline, the ``RuntimeError`` says
+    where to put the file by hand.
     """
     dest = Path(dest)
+    host = _check_url("download", url)
+    limit = MAX_DOWNLOAD_BYTES if max_bytes is None else int(max_bytes)
     if dest.exists() and _sha256(dest) == sha256:
         return dest
+    opener = urllib.request.build_opener(_SameHostRedirects(host))
     try:
         with atomic_write(dest) as out:
-            digest = hashlib.sha256()
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            digest, size = hashlib.sha256(), 0
+            with opener.open(url, timeout=timeout) as response:
+                declared = response.headers.get("Content-Length")
+                if declared is not None and declared.isdigit():
+                    if int(declared) > limit:
+                        raise ValueError(
+                            f"download: {url} is {int(declared)} bytes, more than "
+                            f"the limit of {limit} (max_bytes); not fetched"
+                        )
                 for block in iter(lambda: response.read(1 << 20), b""):
+                    size += len(block)
+                    if size > limit:
+                        raise ValueError(
+                            f"download: {url} sent more than the limit of {limit} "
+                            "bytes (max_bytes); the file was not kept"
+                        )
                     out.write(block)
                     digest.update(block)
             if digest.hexdigest() != sha256:
@@ -288,7 +352,12 @@ def download(
                     f"download: {url} has SHA-256 {digest.hexdigest()}, expected "
                     f"{sha256}; the file was not kept"
                 )
+    except urllib.error.HTTPError as err:  # the server answered: not offline
+        raise RuntimeError(f"download: could not fetch {url}: {err}") from err
     except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", None)
+        if isinstance(reason, ValueError):  # a refused redirect
+            raise reason from err
         raise RuntimeError(
             f"download: could not fetch {url} ({err}). Are you offline? Copy the "
             f"file to {dest} by hand, or use cnnbook.data.mnist5k(), which needs "
@@ -327,6 +396,15 @@ def load_mnist(
         path = root / name
         if not path.exists() and (root / name.removesuffix(".gz")).exists():
             path = root / name.removesuffix(".gz")
+        if path.exists() and path.name == name and _sha256(path) != sums[name]:
+            # a cached .gz is checked again: a corrupted or replaced copy
+            if not download_missing:
+                raise ValueError(
+                    f"load_mnist: {path} does not have the SHA-256 of {name} "
+                    f"({sums[name]}); delete it or pass download_missing=True "
+                    "to fetch it again"
+                )
+            path.unlink()
         if not path.exists():
             if not download_missing:
                 raise FileNotFoundError(
@@ -351,13 +429,25 @@ class RandomShift:
     """
 
     def __init__(self, max_shift: int = 2):
+        if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral):
+            raise TypeError(f"RandomShift: max_shift must be an int, got {max_shift!r}")
         if max_shift < 0:
             raise ValueError(f"RandomShift: max_shift must be >= 0, got {max_shift}")
-        self.max_shift = max_shift
+        self.max_shift = int(max_shift)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s = self.max_shift
+        if getattr(x, "ndim", None) != 4:
+            raise ValueError(
+                f"RandomShift: x must be 4-D (N, C, H, W), got shape "
+                f"{tuple(getattr(x, 'shape', ()))}"
+            )
         N, C, H, W = x.shape
+        if s >= min(H, W):
+            raise ValueError(
+                f"RandomShift: max_shift {s} must be smaller than the image "
+                f"({H}×{W}); a shift that large can move all content out"
+            )
         if s == 0:
             return x
         pad = np.zeros((N, C, H + 2 * s, W + 2 * s), dtype=x.dtype)
@@ -467,12 +557,28 @@ class DataLoader:
         dtype: Any = np.float32,
     ):
         X, y = np.asarray(B.to_numpy(X)), np.asarray(B.to_numpy(y))
+        for name, a in (("X", X), ("y", y)):
+            if a.dtype.kind not in "biuf" or a.ndim == 0:
+                raise TypeError(
+                    f"DataLoader: {name} must be a real numeric array with a "
+                    f"sample axis, got dtype {a.dtype} and shape {a.shape}"
+                    + (
+                        " (complex values would lose their imaginary part)"
+                        if a.dtype.kind == "c"
+                        else ""
+                    )
+                )
         if len(X) != len(y):
             raise ValueError(f"DataLoader: X has {len(X)} samples but y has {len(y)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, numbers.Integral)
+            or batch_size < 1
+        ):
             raise ValueError(
                 f"DataLoader: batch_size must be a positive int, got {batch_size!r}"
             )
+        batch_size = int(batch_size)
         if backend is not None and backend not in B.BACKENDS:
             raise ValueError(
                 f"DataLoader: unknown backend {backend!r}; choose one of {B.BACKENDS}"

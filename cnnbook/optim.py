@@ -1,5 +1,7 @@
-"""Optimizers (SGD, Adam, AdamW) and learning-rate schedules, with PyTorch's
-update rules exactly.
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules,
+with PyTorch's update rules exactly. ``params`` may be a list of parameters or
+of groups (dicts with ``"params"`` and per-group settings such as ``"lr"``),
+as in PyTorch; ``opt.lr = x`` (what schedules do) sets every group's rate.
 
 Notation: parameter θ, gradient g = ∂L/∂θ, learning rate η, step t = 1, 2, …
 
@@ -35,17 +37,20 @@ from typing import Any
 import numpy as np
 
 from cnnbook import backend as B
+from cnnbook._signals import deferred_interrupt
 from cnnbook.nn.module import Parameter
 
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "SGD",
+    "Adagrad",
     "Adam",
     "AdamW",
     "CosineAnnealingLR",
     "OneCycleLR",
     "Optimizer",
+    "RMSprop",
     "StepLR",
     "make_optimizer",
     "make_scheduler",
@@ -63,8 +68,20 @@ class Optimizer:
     _slots: tuple[str, ...] = ()
     _counters: tuple[str, ...] = ()
 
-    def __init__(self, params: Iterable[Parameter], lr: float):
-        self.params = list(params)
+    def __init__(self, params: Iterable[Any], lr: float):
+        name = type(self).__name__
+        given = list(params)
+        if given and all(isinstance(g, dict) for g in given):
+            groups = [dict(g) for g in given]
+        else:
+            groups = [{"params": given}]
+        for g in groups:
+            if "params" not in g:
+                raise ValueError(f"{name}: a parameter group needs a 'params' entry")
+            g["params"] = list(g["params"])
+        object.__setattr__(self, "param_groups", groups)
+        object.__setattr__(self, "_current", None)
+        self.params = [p for g in groups for p in g["params"]]
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for i, p in enumerate(self.params):
@@ -73,21 +90,76 @@ class Optimizer:
                     f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
                     "not a Parameter (pass model.parameters())"
                 )
-        if not lr >= 0:
-            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
-        self.lr = float(lr)
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{name}: a parameter appears in two groups")
+        lr = _hyper_value(name, "lr", lr)
+        for g in groups:
+            g["lr"] = _hyper_value(name, "lr", g.get("lr", lr))
         self.step_count = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
-    def zero_grad(self) -> None:
+    # -- hyper-parameters live in the groups --------------------------------
+    # ``opt.lr`` reads the first group's value (during a step: the group being
+    # updated); setting it sets every group's, as a scheduler does. Per-group
+    # values come from ``param_groups`` given as dicts, as in PyTorch.
+    def __getattr__(self, name: str) -> Any:
+        if name in type(self)._hyper and "param_groups" in self.__dict__:
+            group = self.__dict__["_current"] or self.__dict__["param_groups"][0]
+            return group[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self)._hyper and "param_groups" in self.__dict__:
+            for g in self.param_groups:
+                g[name] = value
+            return
+        object.__setattr__(self, name, value)
+
+    def _defaults(self, **values: Any) -> None:
+        """Give every group each hyper-parameter it does not set itself,
+        checked by ``_hyper_value``-style checks of the subclass."""
+        for g in self.param_groups:
+            for k, v in values.items():
+                g.setdefault(k, v)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget gradients: None (default) or zeros (``set_to_none=False``)."""
         for p in self.params:
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = p.grad * 0
 
     def step(self) -> None:
-        self.step_count += 1
-        for p, state in zip(self.params, self.state, strict=True):
-            if p.grad is not None:
-                p.data = self._update(p.data, p.grad, state)
+        """Update every parameter that has a gradient, all or none: the new
+        values and states are computed first and swapped in together, with
+        Ctrl-C held back (:func:`cnnbook._signals.deferred_interrupt`), so an
+        error or an interrupt never leaves a half-applied step."""
+        name = type(self).__name__
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is not None and tuple(getattr(g, "shape", ())) != p.shape:
+                raise ValueError(
+                    f"{name}.step: parameter {i} has shape {p.shape} but its grad "
+                    f"has shape {tuple(getattr(g, 'shape', ()))}"
+                )
+        index = {id(p): i for i, p in enumerate(self.params)}
+        with deferred_interrupt():
+            staged = []
+            try:
+                for group in self.param_groups:
+                    object.__setattr__(self, "_current", group)
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            i = index[id(p)]
+                            state = dict(self.state[i])
+                            new = self._update(p.data, p.grad, state)
+                            staged.append((i, p, new, state))
+            finally:
+                object.__setattr__(self, "_current", None)
+            for i, p, data, state in staged:
+                p.data, self.state[i] = data, state
+            self.step_count += 1
 
     def _update(self, theta: Any, g: Any, state: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -98,6 +170,9 @@ class Optimizer:
         out: dict[str, Any] = {"step_count": np.asarray(self.step_count)}
         for name in self._hyper:
             out[name] = np.asarray(getattr(self, name), dtype=np.float64)
+        for g, group in enumerate(self.param_groups[1:], start=1):
+            for name in self._hyper:
+                out[f"group.{g}.{name}"] = np.asarray(group[name], dtype=np.float64)
         for i, state in enumerate(self.state):
             for k, v in state.items():
                 if k in self._counters:
@@ -113,7 +188,17 @@ class Optimizer:
         if missing:
             raise KeyError(f"{name}.load_state_dict: missing entries {missing}")
         staged: list[dict[str, Any]] = [{} for _ in self.params]
+        groups: list[dict[str, Any]] = [{} for _ in self.param_groups[1:]]
         for key, value in sd.items():
+            if key.startswith("group."):
+                _, g, h = key.split(".", 2)
+                if not (g.isdigit() and 1 <= int(g) <= len(groups)) or h not in (
+                    self._hyper
+                ):
+                    raise KeyError(f"{name}.load_state_dict: unexpected entry {key}")
+                v = B.to_numpy(value)
+                groups[int(g) - 1][h] = tuple(v.tolist()) if v.ndim else float(v)
+                continue
             if not key.startswith("state."):
                 continue
             _, i, slot = key.split(".", 2)
@@ -138,12 +223,27 @@ class Optimizer:
         self.step_count = int(sd["step_count"])
         for h in self._hyper:
             v = B.to_numpy(sd[h])
-            setattr(self, h, tuple(v.tolist()) if v.ndim else float(v))
+            self.param_groups[0][h] = tuple(v.tolist()) if v.ndim else float(v)
+        for group, values in zip(self.param_groups[1:], groups, strict=True):
+            group.update(values)
         self.state = staged
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{h}={getattr(self, h)}" for h in self._hyper)
-        return f"{type(self).__name__}({len(self.params)} parameters, {hyper})"
+        groups = len(self.param_groups)
+        more = f", {groups} groups" if groups > 1 else ""
+        return f"{type(self).__name__}({len(self.params)} parameters{more}, {hyper})"
+
+
+def _hyper_value(op: str, name: str, value: Any, upper: float | None = None) -> float:
+    """A finite real number >= 0 (and < ``upper`` if given) as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0) or (upper is not None and v >= upper):
+        bound = f"in [0, {upper:g})" if upper is not None else ">= 0 and finite"
+        raise ValueError(f"{op}: {name} must be {bound}, got {value!r}")
+    return v
 
 
 class SGD(Optimizer):
@@ -162,10 +262,17 @@ class SGD(Optimizer):
         nesterov: bool = False,
     ):
         super().__init__(params, lr)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0, dampening 0")
-        self.momentum, self.dampening = float(momentum), float(dampening)
-        self.weight_decay, self.nesterov = float(weight_decay), nesterov
+        self._defaults(
+            momentum=momentum, dampening=dampening, weight_decay=weight_decay
+        )
+        for g in self.param_groups:
+            for h in ("momentum", "dampening", "weight_decay"):
+                g[h] = _hyper_value("SGD", h, g[h])
+            if nesterov and (g["momentum"] <= 0 or g["dampening"] != 0):
+                raise ValueError(
+                    "SGD: Nesterov momentum needs momentum > 0, dampening 0"
+                )
+        self.nesterov = bool(nesterov)
 
     def _update(self, theta, g, state):
         if self.weight_decay:
@@ -198,12 +305,18 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ):
         super().__init__(params, lr)
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(
-                f"{type(self).__name__}: betas must be in [0, 1), got {betas}"
+        op = type(self).__name__
+        self._defaults(betas=betas, eps=eps, weight_decay=weight_decay)
+        for g in self.param_groups:
+            b = g["betas"]
+            if not isinstance(b, (tuple, list)) or len(b) != 2:
+                raise TypeError(f"{op}: betas must be a pair, got {b!r}")
+            g["betas"] = (
+                _hyper_value(op, "betas[0]", b[0], 1.0),
+                _hyper_value(op, "betas[1]", b[1], 1.0),
             )
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+            g["eps"] = _hyper_value(op, "eps", g["eps"])
+            g["weight_decay"] = _hyper_value(op, "weight_decay", g["weight_decay"])
 
     def _update(self, theta, g, state):
         beta1, beta2 = self.betas
@@ -237,6 +350,111 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable[Parameter], lr=1e-3, weight_decay=1e-2, **kw):
         super().__init__(params, lr, weight_decay=weight_decay, **kw)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, 2012), PyTorch's rule, for a parameter θ with gradient g:
+
+    - ``g ← g + λθ``, ``v ← αv + (1 − α)g²``, ``a ← √v + ε``
+      (centered: ``ḡ ← αḡ + (1 − α)g``, ``a ← √(v − ḡ²) + ε``);
+    - ``θ ← θ − η g/a``, or with momentum μ: ``b ← μb + g/a``, ``θ ← θ − ηb``.
+    """
+
+    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum")
+    _slots = ("square_avg", "grad_avg", "momentum_buffer")
+    _counters = ("step",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ):
+        super().__init__(params, lr)
+        self._defaults(
+            alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum
+        )
+        for g in self.param_groups:
+            g["alpha"] = _hyper_value("RMSprop", "alpha", g["alpha"], 1.0 + 1e-12)
+            for h in ("eps", "weight_decay", "momentum"):
+                g[h] = _hyper_value("RMSprop", h, g[h])
+        self.centered = bool(centered)
+
+    def _update(self, theta, g, state):
+        xp = B.namespace("RMSprop", theta=theta, g=g)
+        if "square_avg" not in state:
+            state["square_avg"] = xp.zeros_like(theta)
+            state["step"] = 0
+            if self.centered:
+                state["grad_avg"] = xp.zeros_like(theta)
+            if self.momentum > 0:
+                state["momentum_buffer"] = xp.zeros_like(theta)
+        state["step"] += 1
+        if self.weight_decay:
+            g = g + self.weight_decay * theta
+        a = self.alpha
+        v = state["square_avg"] * a + (1 - a) * g * g
+        state["square_avg"] = v
+        if self.centered:
+            gbar = state["grad_avg"] * a + (1 - a) * g
+            state["grad_avg"] = gbar
+            avg = xp.sqrt(v - gbar * gbar) + self.eps
+        else:
+            avg = xp.sqrt(v) + self.eps
+        if self.momentum > 0:
+            buf = state["momentum_buffer"] * self.momentum + g / avg
+            state["momentum_buffer"] = buf
+            return theta - self.lr * buf
+        return theta - self.lr * (g / avg)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al., 2011), PyTorch's rule, for a parameter θ with
+    gradient g at step t:
+
+    - ``g ← g + λθ``, ``η_t = η / (1 + (t − 1)·lr_decay)``;
+    - ``s ← s + g²`` (s starts at s₀), ``θ ← θ − η_t g / (√s + ε)``.
+    """
+
+    _hyper = ("lr", "lr_decay", "weight_decay", "eps")
+    _slots = ("sum",)
+    _counters = ("step",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ):
+        super().__init__(params, lr)
+        self._defaults(lr_decay=lr_decay, weight_decay=weight_decay, eps=eps)
+        for g in self.param_groups:
+            for h in ("lr_decay", "weight_decay", "eps"):
+                g[h] = _hyper_value("Adagrad", h, g[h])
+        self.initial_accumulator_value = _hyper_value(
+            "Adagrad", "initial_accumulator_value", initial_accumulator_value
+        )
+
+    def _update(self, theta, g, state):
+        xp = B.namespace("Adagrad", theta=theta, g=g)
+        if "sum" not in state:
+            state["sum"] = xp.zeros_like(theta) + self.initial_accumulator_value
+            state["step"] = 0
+        state["step"] += 1
+        t = state["step"]
+        if self.weight_decay:
+            g = g + self.weight_decay * theta
+        clr = self.lr / (1 + (t - 1) * self.lr_decay)
+        s_new = state["sum"] + g * g
+        state["sum"] = s_new
+        return theta - clr * (g / (xp.sqrt(s_new) + self.eps))
 
 
 # ----------------------------------------------------------------------------
@@ -345,6 +563,14 @@ class OneCycleLR(_Scheduler):
         max_momentum: float = 0.95,
     ):
         _check_int("OneCycleLR", "total_steps", total_steps, 2)
+        for name, value in (
+            ("max_lr", max_lr),
+            ("div_factor", div_factor),
+            ("final_div_factor", final_div_factor),
+        ):
+            _check_positive("OneCycleLR", name, value)
+            if not math.isfinite(value):
+                raise ValueError(f"OneCycleLR: {name} must be finite, got {value!r}")
         if not 0 < pct_start < 1:
             raise ValueError(
                 f"OneCycleLR: pct_start must be in (0, 1), got {pct_start!r}"

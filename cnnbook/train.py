@@ -22,6 +22,7 @@ layer's input gradient, build the model with ``input_grad=False``
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 from cnnbook import backend as B
 from cnnbook import data as D
 from cnnbook import nn, optim
+from cnnbook._signals import deferred_interrupt
 from cnnbook.history import History
 
 __all__ = ["NonFiniteLossError", "evaluate", "fit", "predict"]
@@ -106,9 +108,19 @@ def fit(
     stepped after every batch if its ``per_batch`` is true, else after every
     epoch. ``callbacks`` are called as ``cb(epoch, history)`` after each epoch;
     one returning ``True`` stops training. Returns the :class:`History`.
+
+    Ctrl-C stops training between steps, never inside one: the optimizer
+    and scheduler step as one piece. Forward passes recorded before ``fit``
+    and not gone back through are dropped (:meth:`Module.clear_cache`).
     """
-    if not isinstance(epochs, int) or epochs < 1:
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
+        raise TypeError(f"fit: epochs must be a positive int, got {epochs!r}")
+    if epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
+    epochs = int(epochs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fit: model must be a Module, got {type(model).__name__}")
+    model.clear_cache()
     train_data = _loader(train_data, model, 64)
     val_data = _loader(val_data, model) if val_data is not None else None
     history = History()
@@ -144,9 +156,10 @@ def fit(
                 last_good = _snapshot(model)
                 model.zero_grad()
                 model.backward(criterion.backward())
-                optimizer.step()
-                if scheduler is not None and per_batch:
-                    scheduler.step()
+                with deferred_interrupt():
+                    optimizer.step()
+                    if scheduler is not None and per_batch:
+                        scheduler.step()
                 n = int(xb.shape[0])
                 loss_sum += loss * n
                 correct += _correct(logits, yb)
@@ -157,6 +170,12 @@ def fit(
                         loss=f"{loss_sum / seen:.4f}",
                         acc=f"{100 * correct / seen:.1f}%",
                     )
+            if seen == 0:
+                raise ValueError(
+                    f"fit: train_data gave no batches in epoch {epoch}; it must "
+                    "hold at least one sample (an iterator is used up after one "
+                    "epoch: pass a DataLoader or an (X, y) pair)"
+                )
             if scheduler is not None and not per_batch:
                 scheduler.step()
             val = evaluate(model, val_data, criterion) if val_data is not None else {}
@@ -180,6 +199,7 @@ def fit(
     return history
 
 
+@nn.no_grad()
 def evaluate(
     model: nn.Module, data: Any, criterion: Any = None, batch_size: int = 256
 ) -> dict[str, float]:
@@ -187,7 +207,8 @@ def evaluate(
     ``model`` in evaluation mode over ``data`` (a loader or ``(X, y)``).
 
     Returns ``{"loss": float, "accuracy": float in [0, 1]}``; the model's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. Runs under
+    :class:`~cnnbook.nn.no_grad`: nothing is recorded for backward.
     """
     criterion = criterion or nn.CrossEntropyLoss()
     was_training = model.training
@@ -207,6 +228,7 @@ def evaluate(
     return {"loss": loss_sum / seen, "accuracy": correct / seen}
 
 
+@nn.no_grad()
 def predict(
     model: nn.Module, X: Any, batch_size: int = 256, proba: bool = False
 ) -> np.ndarray:

@@ -471,13 +471,13 @@ def bn_args(backend, C=3):
 
 
 def test_batch_norm_wrong_ndim(backend):
-    x = randn(backend, 4, 3, 5)
+    x = randn(backend, 4, 3, 5, 2, 2)  # (N, C, L) is allowed, as PyTorch
     expect(
         ValueError,
         "batch_norm_forward",
         lambda: Fn.batch_norm_forward(x, *bn_args(backend)),
         ["x"],
-        [(4, 3, 5)],
+        [(4, 3, 5, 2, 2)],
     )
 
 

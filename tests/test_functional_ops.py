@@ -14,12 +14,17 @@ import pytest
 import cnnbook.functional as Fn
 
 SIGNATURES = {
-    "conv2d_forward": "(x, w, b=None, stride=1, padding=0, dilation=1)",
+    "conv2d_forward": "(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)",
     "conv2d_backward": "(dy, cache)",
     "conv2d_naive": "(x, w, b=None, stride=1, padding=0, dilation=1)",
-    "max_pool2d_forward": "(x, kernel_size, stride=None, padding=0)",
+    "max_pool2d_forward": (
+        "(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)"
+    ),
     "max_pool2d_backward": "(dy, cache)",
-    "avg_pool2d_forward": "(x, kernel_size, stride=None, padding=0)",
+    "avg_pool2d_forward": (
+        "(x, kernel_size, stride=None, padding=0, ceil_mode=False,"
+        " count_include_pad=True)"
+    ),
     "avg_pool2d_backward": "(dy, cache)",
     "relu_forward": "(x)",
     "sigmoid_forward": "(x)",
@@ -28,8 +33,14 @@ SIGNATURES = {
     "relu_backward": "(dy, cache)",
     "linear_forward": "(x, w, b=None)",
     "linear_backward": "(dy, cache)",
-    "softmax_cross_entropy": "(logits, targets)",
-    "mse_loss": "(pred, target)",
+    "softmax_cross_entropy": (
+        "(logits, targets, weight=None, ignore_index=-100, reduction='mean',"
+        " label_smoothing=0.0)"
+    ),
+    "mse_loss": "(pred, target, reduction='mean')",
+    "gelu_forward": "(x, approximate='none')",
+    "softmax": "(z, dim=-1)",
+    "log_softmax": "(z, dim=-1)",
     "batch_norm_forward": (
         "(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1,"
         " eps=1e-05)"

@@ -11,6 +11,9 @@ run, tested equal to them.
 """
 
 from cnnbook.functional.activation import (
+    elu_backward,
+    elu_forward,
+    erf,
     gelu_backward,
     gelu_forward,
     leaky_relu_backward,
@@ -19,6 +22,8 @@ from cnnbook.functional.activation import (
     relu_forward,
     sigmoid_backward,
     sigmoid_forward,
+    silu_backward,
+    silu_forward,
     tanh_backward,
     tanh_forward,
 )
@@ -28,6 +33,8 @@ from cnnbook.functional.conv import (
     conv2d_forward,
     conv2d_naive,
     conv_output_size,
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
     im2col,
 )
 from cnnbook.functional.dropout import dropout_backward, dropout_forward
@@ -38,17 +45,29 @@ from cnnbook.functional.loss import (
     softmax,
     softmax_cross_entropy,
 )
-from cnnbook.functional.norm import batch_norm_backward, batch_norm_forward
+from cnnbook.functional.norm import (
+    batch_norm_backward,
+    batch_norm_forward,
+    group_norm_backward,
+    group_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+)
 from cnnbook.functional.pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
     avg_pool2d_backward,
     avg_pool2d_forward,
     global_avg_pool2d_backward,
     global_avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
+    max_pool2d_indices,
 )
 
 __all__ = [
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "batch_norm_backward",
@@ -58,13 +77,22 @@ __all__ = [
     "conv2d_forward",
     "conv2d_naive",
     "conv_output_size",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_forward",
     "dropout_backward",
     "dropout_forward",
+    "elu_backward",
+    "elu_forward",
+    "erf",
     "gelu_backward",
     "gelu_forward",
     "global_avg_pool2d_backward",
     "global_avg_pool2d_forward",
+    "group_norm_backward",
+    "group_norm_forward",
     "im2col",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "leaky_relu_backward",
     "leaky_relu_forward",
     "linear_backward",
@@ -72,11 +100,14 @@ __all__ = [
     "log_softmax",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "max_pool2d_indices",
     "mse_loss",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",
     "sigmoid_forward",
+    "silu_backward",
+    "silu_forward",
     "softmax",
     "softmax_cross_entropy",
     "tanh_backward",

@@ -67,7 +67,15 @@ def _real_floating(xp: Any, dtype: Any) -> bool:
 
 
 def float_inputs(op: str, **arrays: Any) -> Any:
-    """The namespace of ``arrays``; each must be floating point, all one dtype."""
+    """The namespace of ``arrays``; each must be floating point, all one dtype.
+
+    The first is required; later ones may be None (an optional bias).
+    """
+    first_name = next(iter(arrays))
+    if arrays[first_name] is None:
+        raise TypeError(
+            f"{op}: {first_name} must be an array (NumPy, CuPy or array-API), got None"
+        )
     xp = namespace(op, **arrays)
     dtype, first = None, None
     for name, a in arrays.items():
@@ -103,3 +111,12 @@ def grad_shape(op: str, dy: Any, shape: tuple[int, ...]) -> None:
             f"{op}: dy has shape {tuple(dy.shape)} but the forward output had "
             f"shape {tuple(shape)}"
         )
+
+
+def axis(op: str, name: str, value: Any, ndim: int) -> int:
+    """An axis of an ndim-D array (negative counts from the end)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    if not -max(ndim, 1) <= value < max(ndim, 1):
+        raise ValueError(f"{op}: {name}={value} is out of range for a {ndim}-D input")
+    return int(value) % max(ndim, 1)

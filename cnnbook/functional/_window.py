@@ -27,8 +27,17 @@ class ConvGeometry(NamedTuple):
     OH: int
     OW: int
     stride: tuple[int, int]
-    padding: tuple[int, int]
+    padding: tuple[int, int]  # top, left (and bottom, right unless pad_end)
     dilation: tuple[int, int]
+    groups: int = 1  # convolution: channels in groups, C/groups per filter
+    pad_end: tuple[int, int] | None = None  # bottom, right when they differ
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) padding."""
+        (top, left), end = self.padding, self.pad_end
+        bottom, right = end if end is not None else (top, left)
+        return top, bottom, left, right
 
 
 def pad(xp: Any, x: Any, ph: int, pw: int, fill: float = 0.0) -> Any:
@@ -40,6 +49,23 @@ def pad(xp: Any, x: Any, ph: int, pw: int, fill: float = 0.0) -> Any:
         (N, C, H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype, device=device_of(x)
     )
     out[:, :, ph : ph + H, pw : pw + W] = x
+    return out
+
+
+def pad_sides(
+    xp: Any, x: Any, top: int, bottom: int, left: int, right: int, fill=0.0
+) -> Any:
+    """x (N, C, H, W) -> (N, C, H + top + bottom, W + left + right)."""
+    if top == bottom and left == right:
+        return pad(xp, x, top, left, fill)
+    N, C, H, W = x.shape
+    out = xp.full(
+        (N, C, H + top + bottom, W + left + right),
+        fill,
+        dtype=x.dtype,
+        device=device_of(x),
+    )
+    out[:, :, top : top + H, left : left + W] = x
     return out
 
 

@@ -7,7 +7,13 @@ stride s, padding p, dilation d; output y (N, F, OH, OW) with
 
     y[n, f, i, j] = b[f] + Σ_c Σ_u Σ_v w[f, c, u, v] · xpad[n, c, s·i + d·u, s·j + d·v]
 
-where xpad is x zero-padded by p. No kernel flip: a CNN "convolution" layer
+where xpad is x zero-padded by p. With ``groups`` G the C channels and F
+filters split into G groups, filter f seeing only its group's C/G channels
+(w is (F, C/G, KH, KW); depthwise: G = C); each product below becomes G
+products, one per group (a batched ``@``). ``padding`` may be an int, a pair,
+(top, bottom, left, right), or "valid" (0) / "same" (output size = input
+size at stride 1; the odd extra pixel goes bottom/right, as PyTorch). No
+kernel flip: a CNN "convolution" layer
 computes a cross-correlation (the flip would not matter: the kernel is learned).
 
 The functions below are the definitions the convolution chapter derives, in
@@ -26,7 +32,7 @@ from typing import Any, NamedTuple
 
 from cnnbook.backend import device_of
 from cnnbook.functional import _checks
-from cnnbook.functional._window import ConvGeometry, pad, window
+from cnnbook.functional._window import ConvGeometry, pad_sides, window
 
 __all__ = [
     "col2im",
@@ -34,6 +40,8 @@ __all__ = [
     "conv2d_forward",
     "conv2d_naive",
     "conv_output_size",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_forward",
     "im2col",
 ]
 
@@ -53,19 +61,61 @@ def conv_output_size(
     )
 
 
+def resolve_padding(
+    op: str, padding: Any, kernel: tuple[int, int], dilation, stride
+) -> tuple[int, int, int, int]:
+    """padding (int, pair, (top, bottom, left, right), "valid" or "same")
+    -> (top, bottom, left, right)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding != "same":
+            raise ValueError(
+                f"{op}: padding must be an int, a pair, (top, bottom, left, right), "
+                f"'valid' or 'same', got {padding!r}"
+            )
+        if tuple(stride) != (1, 1):
+            raise ValueError(f"{op}: padding='same' needs stride 1, got {stride!r}")
+        total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
+        return (
+            total[0] // 2,
+            total[0] - total[0] // 2,
+            total[1] // 2,
+            (total[1] - total[1] // 2),
+        )
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        for v in padding:
+            if isinstance(v, bool) or not hasattr(v, "__index__") or v < 0:
+                raise ValueError(
+                    f"{op}: padding (top, bottom, left, right) must be non-negative "
+                    f"ints, got {padding!r}"
+                )
+        return tuple(int(v) for v in padding)  # type: ignore[return-value]
+    ph, pw = _checks.pair(op, "padding", padding, 0)
+    return ph, ph, pw, pw
+
+
 def geometry(
-    op: str, x: Any, w: Any, b: Any, stride, padding, dilation
+    op: str, x: Any, w: Any, b: Any, stride, padding, dilation, groups=1
 ) -> tuple[Any, ConvGeometry]:
     """Check the arguments of a convolution -> (array namespace, geometry)."""
     xp = _checks.float_inputs(op, x=x, w=w, b=b)
     _checks.ndim(op, "x", x, (4,), "4-D (N, C, H, W)")
-    _checks.ndim(op, "w", w, (4,), "4-D (F, C, KH, KW)")
+    _checks.ndim(op, "w", w, (4,), "4-D (F, C/groups, KH, KW)")
     N, C, H, W = x.shape
     F, Cw, KH, KW = w.shape
-    if C != Cw:
+    if isinstance(groups, bool) or not hasattr(groups, "__index__") or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    G = int(groups)
+    if C % G or F % G:
+        raise ValueError(
+            f"{op}: groups={G} must divide the {C} input channels (x shape "
+            f"{tuple(x.shape)}) and the {F} filters (w shape {tuple(w.shape)})"
+        )
+    if C != Cw * G:
         raise ValueError(
             f"{op}: x has {C} channels (x shape {tuple(x.shape)}) but w expects "
-            f"{Cw} (w shape {tuple(w.shape)})"
+            f"{Cw * G} (w shape {tuple(w.shape)}, groups={G})"
         )
     if b is not None and tuple(b.shape) != (F,):
         raise ValueError(
@@ -73,13 +123,16 @@ def geometry(
             f"got {tuple(b.shape)}"
         )
     s = _checks.pair(op, "stride", stride, 1)
-    p = _checks.pair(op, "padding", padding, 0)
     d = _checks.pair(op, "dilation", dilation, 1)
     if KH < 1 or KW < 1:
         raise ValueError(f"{op}: kernel size must be positive, w shape {w.shape}")
-    OH = _checks.output_size(op, H, KH, s[0], p[0], d[0])
-    OW = _checks.output_size(op, W, KW, s[1], p[1], d[1])
-    return xp, ConvGeometry(N, C, H, W, F, KH, KW, OH, OW, s, p, d)
+    top, bottom, left, right = resolve_padding(op, padding, (KH, KW), d, s)
+    # output_size takes symmetric padding: pass the mean, exact for the sum
+    OH = _checks.output_size(op, H + top + bottom, KH, s[0], 0, d[0])
+    OW = _checks.output_size(op, W + left + right, KW, s[1], 0, d[1])
+    end = None if (top, left) == (bottom, right) else (bottom, right)
+    geo = ConvGeometry(N, C, H, W, F, KH, KW, OH, OW, s, (top, left), d, G, end)
+    return xp, geo
 
 
 def conv2d_naive(x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1):
@@ -92,7 +145,9 @@ def conv2d_naive(x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1)
     10.0
     """
     xp, geo = geometry("conv2d_naive", x, w, b, stride, padding, dilation)
-    xpad = pad(xp, x, *geo.padding)
+    if geo.groups != 1:
+        raise ValueError("conv2d_naive: groups other than 1 are not looped here")
+    xpad = pad_sides(xp, x, *geo.pads)
     (sh, sw), (dil_h, dil_w) = geo.stride, geo.dilation
     y = xp.zeros((geo.N, geo.F, geo.OH, geo.OW), dtype=x.dtype, device=device_of(x))
     for n in range(geo.N):
@@ -143,10 +198,16 @@ class Conv2dCache(NamedTuple):
     geometry: ConvGeometry
 
 
+def _grouped(xp: Any, a: Any, G: int) -> Any:
+    """A matrix (G·R, P) -> a stack (G, R, P) of the groups' blocks."""
+    return xp.reshape(a, (G, a.shape[0] // G, a.shape[1]))
+
+
 def conv2d_forward(
-    x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1
+    x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1, groups=1
 ) -> tuple[Any, Conv2dCache]:
-    """x (N, C, H, W), w (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW), cache.
+    """x (N, C, H, W), w (F, C/groups, KH, KW), b (F,) or None
+    -> y (N, F, OH, OW), cache.
 
     Y = W·cols + b: one matrix product of the filters (F, C·KH·KW) with the
     columns of :func:`im2col`. OH = (H + 2·padding − dilation·(KH − 1) − 1) //
@@ -160,9 +221,14 @@ def conv2d_forward(
            [26., 30., 34.],
            [42., 46., 50.]])
     """
-    xp, geo = geometry("conv2d_forward", x, w, b, stride, padding, dilation)
-    cols = im2col(xp, pad(xp, x, *geo.padding), geo)
-    y = xp.reshape(w, (geo.F, -1)) @ cols  # (F, N·OH·OW)
+    xp, geo = geometry("conv2d_forward", x, w, b, stride, padding, dilation, groups)
+    cols = im2col(xp, pad_sides(xp, x, *geo.pads), geo)
+    G = geo.groups
+    if G == 1:
+        y = xp.reshape(w, (geo.F, -1)) @ cols  # (F, N·OH·OW)
+    else:  # group g: its F/G filters times its C/G channels' rows of cols
+        w_g = xp.reshape(w, (G, geo.F // G, -1))
+        y = xp.reshape(w_g @ _grouped(xp, cols, G), (geo.F, -1))
     y = xp.permute_dims(xp.reshape(y, (geo.F, geo.N, geo.OH, geo.OW)), (1, 0, 2, 3))
     if b is not None:
         y = y + xp.reshape(b, (1, geo.F, 1, 1))
@@ -181,20 +247,28 @@ def conv2d_backward(dy: Any, cache: Conv2dCache) -> tuple[Any, Any, Any]:
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
     dy_mat = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (geo.F, -1))
-    w_mat = xp.reshape(w, (geo.F, -1))  # (F, C·KH·KW)
-    dw = xp.reshape(dy_mat @ xp.matrix_transpose(cols), w.shape)
     db = xp.sum(dy_mat, axis=1) if has_bias else None
-    dx = col2im(xp, xp.matrix_transpose(w_mat) @ dy_mat, geo)
+    G = geo.groups
+    if G == 1:
+        w_mat = xp.reshape(w, (geo.F, -1))  # (F, C·KH·KW)
+        dw = xp.reshape(dy_mat @ xp.matrix_transpose(cols), w.shape)
+        dx = col2im(xp, xp.matrix_transpose(w_mat) @ dy_mat, geo)
+        return dx, dw, db
+    dy_g, cols_g = _grouped(xp, dy_mat, G), _grouped(xp, cols, G)
+    w_g = xp.reshape(w, (G, geo.F // G, -1))
+    dw = xp.reshape(dy_g @ xp.matrix_transpose(cols_g), w.shape)
+    dcols = xp.matrix_transpose(w_g) @ dy_g  # (G, C/G·KH·KW, N·OH·OW)
+    dx = col2im(xp, xp.reshape(dcols, (geo.C * geo.KH * geo.KW, -1)), geo)
     return dx, dw, db
 
 
 def col2im(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
     """Columns (C·KH·KW, N·OH·OW) -> input gradient (N, C, H, W): the adjoint
     of :func:`im2col`, adding every column entry back where it was read."""
-    ph, pw = geo.padding
+    top, bottom, left, right = geo.pads
     cols = xp.reshape(cols, (geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW))
     dxpad = xp.zeros(
-        (geo.N, geo.C, geo.H + 2 * ph, geo.W + 2 * pw),
+        (geo.N, geo.C, geo.H + top + bottom, geo.W + left + right),
         dtype=cols.dtype,
         device=device_of(cols),
     )
@@ -204,4 +278,95 @@ def col2im(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
             dxpad[:, :, rows, columns] += xp.permute_dims(
                 cols[:, u, v, ...], (1, 0, 2, 3)
             )
-    return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W]
+    return dxpad[:, :, top : top + geo.H, left : left + geo.W]
+
+
+# ---------------------------------------------------------------------------
+# transposed convolution: the adjoint of the convolution, x -> dX of a conv
+# ---------------------------------------------------------------------------
+class ConvTranspose2dCache(NamedTuple):
+    x: Any  # (N, C_in, H, W)
+    w: Any  # (C_in, C_out, KH, KW)
+    has_bias: bool
+    geometry: ConvGeometry  # of the convolution whose adjoint this is
+
+
+def conv_transpose2d_forward(
+    x: Any,
+    w: Any,
+    b: Any = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+) -> tuple[Any, ConvTranspose2dCache]:
+    """x (N, C_in, H, W), w (C_in, C_out, KH, KW), b (C_out,) or None
+    -> y (N, C_out, OH, OW), cache, with
+
+        OH = (H − 1)·s − 2p + d·(KH − 1) + output_padding + 1
+
+    y is what :func:`conv2d_backward` returns as dx for dy = x and filters w
+    (the convolution from C_out to C_in channels): cols = Wᵀ·x folded back by
+    :func:`col2im`. As PyTorch's ``conv_transpose2d`` (weight layout
+    (C_in, C_out, KH, KW), groups 1).
+    """
+    op = "conv_transpose2d_forward"
+    xp = _checks.float_inputs(op, x=x, w=w, b=b)
+    _checks.ndim(op, "x", x, (4,), "4-D (N, C_in, H, W)")
+    _checks.ndim(op, "w", w, (4,), "4-D (C_in, C_out, KH, KW)")
+    N, C_in, H, W = x.shape
+    Cw, C_out, KH, KW = w.shape
+    if C_in != Cw:
+        raise ValueError(
+            f"{op}: x has {C_in} channels (x shape {tuple(x.shape)}) but w expects "
+            f"{Cw} (w shape {tuple(w.shape)}, (C_in, C_out, KH, KW))"
+        )
+    if b is not None and tuple(b.shape) != (C_out,):
+        raise ValueError(
+            f"{op}: b must have shape ({C_out},) to match w {tuple(w.shape)}, "
+            f"got {tuple(b.shape)}"
+        )
+    s = _checks.pair(op, "stride", stride, 1)
+    p = _checks.pair(op, "padding", padding, 0)
+    d = _checks.pair(op, "dilation", dilation, 1)
+    op_ = _checks.pair(op, "output_padding", output_padding, 0)
+    for k in (0, 1):
+        if op_[k] >= max(s[k], d[k]):
+            raise ValueError(
+                f"{op}: output_padding {output_padding!r} must be smaller than the "
+                f"stride {stride!r} or the dilation {dilation!r}"
+            )
+    OH = (H - 1) * s[0] - 2 * p[0] + d[0] * (KH - 1) + op_[0] + 1
+    OW = (W - 1) * s[1] - 2 * p[1] + d[1] * (KW - 1) + op_[1] + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(
+            f"{op}: the output would be {OH}×{OW} for x {tuple(x.shape)}, kernel "
+            f"{KH}×{KW}, stride {stride!r}, padding {padding!r}"
+        )
+    geo = ConvGeometry(N, C_out, OH, OW, C_in, KH, KW, H, W, s, p, d)
+    x_mat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (C_in, -1))
+    cols = xp.matrix_transpose(xp.reshape(w, (C_in, -1))) @ x_mat
+    y = col2im(xp, cols, geo)
+    if b is not None:
+        y = y + xp.reshape(b, (1, C_out, 1, 1))
+    return y, ConvTranspose2dCache(x, w, b is not None, geo)
+
+
+def conv_transpose2d_backward(
+    dy: Any, cache: ConvTranspose2dCache
+) -> tuple[Any, Any, Any]:
+    """dy (N, C_out, OH, OW) -> dx (N, C_in, H, W), dw, db (C_out,) or None:
+    dx is the convolution of dy with w (its forward pass), dw = x·colsᵀ with
+    cols = im2col(dy)."""
+    x, w, has_bias, geo = cache
+    op = "conv_transpose2d_backward"
+    xp = _checks.float_inputs(op, dy=dy, w=w)
+    _checks.grad_shape(op, dy, (geo.N, geo.C, geo.H, geo.W))
+    cols = im2col(xp, pad_sides(xp, dy, *geo.pads), geo)  # (C_out·KH·KW, N·H·W)
+    w_mat = xp.reshape(w, (geo.F, -1))
+    dx = xp.reshape(w_mat @ cols, (geo.F, geo.N, geo.OH, geo.OW))
+    dx = xp.permute_dims(dx, (1, 0, 2, 3))
+    x_mat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (geo.F, -1))
+    dw = xp.reshape(x_mat @ xp.matrix_transpose(cols), w.shape)
+    db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
+    return dx, dw, db

@@ -1,11 +1,14 @@
 """The fully connected (dense) layer: y = x Wᵀ + b.
 
 Notation: x (N, D) input; w (M, D) weight, laid out as PyTorch's
-(out_features, in_features); b (M,); y (N, M).
+(out_features, in_features); b (M,); y (N, M). Any number of leading
+dimensions works as PyTorch's: x (…, D) -> y (…, M), computed on the rows of
+x reshaped to (−1, D).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 from cnnbook.functional import _checks
@@ -29,11 +32,14 @@ def linear_forward(x: Any, w: Any, b: Any = None) -> tuple[Any, LinearCache]:
     """
     op = "linear_forward"
     xp = _checks.float_inputs(op, x=x, w=w, b=b)
-    _checks.ndim(op, "x", x, (2,), "2-D (N, in_features)")
-    _checks.ndim(op, "w", w, (2,), "2-D (out_features, in_features)")
-    if x.shape[1] != w.shape[1]:
+    if x.ndim < 1:
         raise ValueError(
-            f"{op}: x has {x.shape[1]} features (x shape {tuple(x.shape)}) but w "
+            f"{op}: x must be (..., in_features), got shape {tuple(x.shape)} (0-D)"
+        )
+    _checks.ndim(op, "w", w, (2,), "2-D (out_features, in_features)")
+    if x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"{op}: x has {x.shape[-1]} features (x shape {tuple(x.shape)}) but w "
             f"expects {w.shape[1]} (w shape {tuple(w.shape)}, (out, in))"
         )
     if b is not None and tuple(b.shape) != (w.shape[0],):
@@ -41,9 +47,13 @@ def linear_forward(x: Any, w: Any, b: Any = None) -> tuple[Any, LinearCache]:
             f"{op}: b must have shape ({w.shape[0]},) to match w "
             f"{tuple(w.shape)}, got {tuple(b.shape)}"
         )
-    y = x @ xp.matrix_transpose(w)
+    lead = tuple(x.shape[:-1])
+    rows = x if x.ndim == 2 else xp.reshape(x, (math.prod(lead), w.shape[1]))
+    y = rows @ xp.matrix_transpose(w)
     if b is not None:
         y = y + b
+    if x.ndim != 2:
+        y = xp.reshape(y, (*lead, w.shape[0]))
     return y, LinearCache(x, w, b is not None)
 
 
@@ -52,8 +62,14 @@ def linear_backward(dy: Any, cache: LinearCache) -> tuple[Any, Any, Any]:
     x, w, has_bias = cache
     op = "linear_backward"
     xp = _checks.float_inputs(op, dy=dy, w=w)
-    _checks.grad_shape(op, dy, (x.shape[0], w.shape[0]))
+    lead = tuple(x.shape[:-1])
+    _checks.grad_shape(op, dy, (*lead, w.shape[0]))
+    if x.ndim != 2:
+        M = math.prod(lead)
+        dy, x = xp.reshape(dy, (M, w.shape[0])), xp.reshape(x, (M, w.shape[1]))
     dx = dy @ w
     dw = xp.matrix_transpose(dy) @ x
     db = xp.sum(dy, axis=0) if has_bias else None
+    if len(lead) != 1:
+        dx = xp.reshape(dx, (*lead, w.shape[1]))
     return dx, dw, db

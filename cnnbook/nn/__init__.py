@@ -12,46 +12,71 @@
 """
 
 from cnnbook.nn import init
-from cnnbook.nn.containers import Identity, Residual, Sequential
+from cnnbook.nn.containers import Identity, ModuleList, Residual, Sequential
 from cnnbook.nn.layers import (
+    ELU,
+    GELU,
+    AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
+    ConvTranspose2d,
     Dropout,
     Flatten,
     GlobalAvgPool2d,
+    GroupNorm,
+    LayerNorm,
     LeakyReLU,
     Linear,
     MaxPool2d,
     ReLU,
     Sigmoid,
+    SiLU,
     Tanh,
 )
 from cnnbook.nn.losses import CrossEntropyLoss, MSELoss
-from cnnbook.nn.module import Module, Parameter, Recorder
+from cnnbook.nn.module import (
+    Module,
+    Parameter,
+    Recorder,
+    StaleForwardError,
+    is_grad_enabled,
+    no_grad,
+)
 
 __all__ = [
+    "ELU",
+    "GELU",
+    "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
+    "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
     "GlobalAvgPool2d",
+    "GroupNorm",
     "Identity",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleList",
     "Parameter",
     "ReLU",
     "Recorder",
     "Residual",
     "Sequential",
+    "SiLU",
     "Sigmoid",
+    "StaleForwardError",
     "Tanh",
     "init",
+    "is_grad_enabled",
+    "no_grad",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from cnnbook.nn.module import Module
 
-__all__ = ["Identity", "Residual", "Sequential"]
+__all__ = ["Identity", "ModuleList", "Residual", "Sequential"]
 
 
 def _call(parent: Module, name: str, child: Module, x: Any) -> Any:
@@ -101,10 +101,55 @@ class Sequential(Module):
         return dy
 
 
+class ModuleList(Module):
+    """A list of modules, registered so their parameters are found; it has no
+    forward of its own (the owner decides how to call them), as PyTorch's.
+
+    >>> from cnnbook.nn import Linear
+    >>> blocks = ModuleList([Linear(2, 2, rng=0) for _ in range(3)])
+    >>> len(blocks), len(blocks.parameters())
+    (3, 6)
+    """
+
+    def __init__(self, modules: Any = ()):
+        super().__init__()
+        self.extend(modules)
+
+    def append(self, m: Module) -> ModuleList:
+        if not isinstance(m, Module):
+            raise TypeError(
+                f"ModuleList: item {len(self)} must be a Module, got {type(m).__name__}"
+            )
+        setattr(self, str(len(self)), m)
+        return self
+
+    def extend(self, modules: Any) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def forward(self, x):
+        raise NotImplementedError(
+            "ModuleList.forward: a ModuleList is not a layer; call its modules "
+            "(or use Sequential)"
+        )
+
+
 class Residual(Module):
     """y = body(x) + shortcut(x); the shortcut is the identity when None.
 
-    Backward: dx = body.backward(dy) + shortcut.backward(dy).
+    Backward: dx = shortcut.backward(dy) + body.backward(dy), the shortcut
+    first: the reverse of forward, so a module shared by both branches takes
+    its caches back in the right order.
     """
 
     def __init__(self, body: Module, shortcut: Module | None = None):
@@ -123,4 +168,5 @@ class Residual(Module):
         return y + s
 
     def _backward(self, dy):
-        return self.body.backward(dy) + self.shortcut.backward(dy)
+        ds = self.shortcut.backward(dy)
+        return self.body.backward(dy) + ds

@@ -8,6 +8,26 @@ gradients into ``param.grad`` (call ``zero_grad()`` between steps). Callers
 use ``module(x)`` and ``module.backward(dy)``, which run the hooks around
 ``forward`` and ``_backward``.
 
+Each forward pass that may be gone back through records its cache on a
+per-module tape (``self._save(cache)``); a backward takes the entries back
+last-in, first-out (``self._saved()``). So a module used twice in one forward
+pass (one ``ReLU`` after two convolutions) gets correct gradients, provided
+backward visits the modules in the reverse order of forward, as the
+containers do. A second ``backward`` (from the top) goes through the same
+pass again and adds to ``grad`` once more. Two rules keep a gradient from
+ever being silently wrong:
+
+- A forward pass on a new input (a new call of the top-level model) before
+  backward went through the previous one makes the next ``backward`` raise
+  :class:`StaleForwardError`: it cannot know which pass ``dy`` belongs to.
+  Run forward passes that need no gradient (validation losses, plots) under
+  :func:`no_grad`, as :func:`cnnbook.train.evaluate` and ``predict`` do, or
+  call :meth:`Module.clear_cache` to drop the unfinished pass on purpose.
+- Under :func:`no_grad` nothing is recorded, and a backward raises.
+
+Evaluation mode (``model.eval()``) still records, as in PyTorch, so a
+saliency map can go back through a model in evaluation mode.
+
 Hooks let a chapter watch a network: ``register_forward_hook(fn)`` calls
 ``fn(module, x, y)`` after each forward and ``register_backward_hook(fn)``
 calls ``fn(module, dy, dx)`` after each backward; :class:`Recorder` uses them
@@ -17,13 +37,76 @@ to collect activations and gradient norms by layer name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from cnnbook import backend as B
 
-__all__ = ["Module", "Parameter", "Recorder"]
+__all__ = [
+    "Module",
+    "Parameter",
+    "Recorder",
+    "StaleForwardError",
+    "is_grad_enabled",
+    "no_grad",
+]
+
+
+class _State:
+    """Whether forward passes record (``grad``), how deep the current chain
+    of ``Module.__call__`` is, and the id of the current top-level pass."""
+
+    grad = True
+    depth = 0
+    pass_id = 0
+    backward_depth = 0
+
+
+_STATE = _State()
+
+
+class no_grad:
+    """Context manager (or decorator): forward passes inside record no cache.
+
+    >>> import numpy as np
+    >>> from cnnbook.nn import ReLU
+    >>> relu = ReLU()
+    >>> with no_grad():
+    ...     y = relu(np.ones(3))
+    >>> relu.backward(np.ones(3))
+    Traceback (most recent call last):
+    ...
+    RuntimeError: ReLU.backward: no forward pass to go back through ...
+    """
+
+    def __enter__(self) -> no_grad:
+        self._previous = _STATE.grad
+        _STATE.grad = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _STATE.grad = self._previous
+
+    def __call__(self, fn: Callable) -> Callable:
+        import functools
+
+        @functools.wraps(fn)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        return wrapped
+
+
+def is_grad_enabled() -> bool:
+    """False inside :class:`no_grad`."""
+    return _STATE.grad
+
+
+class StaleForwardError(RuntimeError):
+    """backward was called after a second forward pass whose predecessor was
+    never gone back through: which pass dy belongs to is unknowable."""
 
 
 class Parameter:
@@ -47,6 +130,21 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns, as PyTorch's does."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return (
+            f"IncompatibleKeys(missing_keys={self.missing_keys}, "
+            f"unexpected_keys={self.unexpected_keys})"
+        )
 
 
 class _Handle:
@@ -79,6 +177,7 @@ class Module:
         d["_parameters"], d["_buffers"], d["_modules"] = {}, {}, {}
         d["_forward_hooks"], d["_backward_hooks"] = {}, {}
         d["training"] = True
+        d["_tape"], d["_stale"], d["_cursor"], d["_low"] = [], False, 0, 0
 
     # -- registration --------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -111,18 +210,103 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}._backward")
 
     def __call__(self, x: Any) -> Any:
-        """y = forward(x), then each forward hook ``fn(module, x, y)``."""
-        y = self.forward(x)
-        for hook in list(self._forward_hooks.values()):
-            hook(self, x, y)
+        """y = forward(x), then each forward hook ``fn(module, x, y)``.
+
+        A call from outside any module starts a new forward pass; if it
+        fails, what it recorded is dropped.
+        """
+        top = _STATE.depth == 0
+        if top:
+            _STATE.pass_id += 1
+        _STATE.depth += 1
+        try:
+            y = self.forward(x)
+            for hook in list(self._forward_hooks.values()):
+                hook(self, x, y)
+        except BaseException:
+            if top:
+                self.clear_cache()
+            raise
+        finally:
+            _STATE.depth -= 1
         return y
 
     def backward(self, dy: Any) -> Any:
-        """dx = _backward(dy), then each backward hook ``fn(module, dy, dx)``."""
-        dx = self._backward(dy)
+        """dx = _backward(dy), then each backward hook ``fn(module, dy, dx)``.
+
+        A :class:`StaleForwardError` drops every recorded pass of this module
+        and its descendants, so the next forward and backward start clean.
+        """
+        if _STATE.backward_depth == 0:  # a new backward: rewind every tape
+            for _, m in self.named_modules():
+                d = m.__dict__
+                d["_cursor"] = len(d.get("_tape", ()))
+        _STATE.backward_depth += 1
+        try:
+            dx = self._backward(dy)
+        except StaleForwardError:
+            if _STATE.backward_depth == 1:
+                self.clear_cache()
+            raise
+        finally:
+            _STATE.backward_depth -= 1
         for hook in list(self._backward_hooks.values()):
             hook(self, dy, dx)
         return dx
+
+    # -- the tape of forward passes -------------------------------------------
+    def _save(self, cache: Any) -> None:
+        """Record what backward needs (nothing under :class:`no_grad`).
+
+        The first record of a new top-level pass drops the older pass's
+        records; if backward never went through all of them, the next
+        backward raises :class:`StaleForwardError`. A :class:`no_grad` pass
+        drops only records backward has been through.
+        """
+        d = self.__dict__
+        tape = d.setdefault("_tape", [])
+        if tape and tape[-1][0] != _STATE.pass_id:
+            unfinished = d.get("_low", 0) > 0
+            if _STATE.grad or not unfinished:
+                d["_stale"] = d.get("_stale", False) or unfinished
+                tape.clear()
+                d["_cursor"] = d["_low"] = 0
+        if not _STATE.grad:
+            return
+        tape.append((_STATE.pass_id, cache))
+        d["_cursor"] = d["_low"] = len(tape)
+
+    def _saved(self) -> Any:
+        """The cache of the latest recorded forward not yet gone back through
+        in this backward pass (caches are taken back last-in, first-out)."""
+        d = self.__dict__
+        name = type(self).__name__
+        if d.get("_stale"):
+            raise StaleForwardError(
+                f"{name}.backward: the model ran forward on a new input before "
+                "backward went through the previous forward pass, so dy cannot "
+                "be matched to a pass. Run forward passes that need no gradient "
+                "under cnnbook.nn.no_grad() (or evaluate/predict), or call "
+                "model.clear_cache() to drop an unfinished pass; then run "
+                "forward and backward again"
+            )
+        cursor = d.get("_cursor", 0)
+        if cursor == 0:
+            raise RuntimeError(
+                f"{name}.backward: no forward pass to go back through (none ran, "
+                "it ran under no_grad(), or this backward already used every "
+                "recorded use of the layer); call the layer on an input first"
+            )
+        d["_cursor"] = cursor - 1
+        d["_low"] = min(d.get("_low", cursor), cursor - 1)
+        return d["_tape"][cursor - 1][1]
+
+    def clear_cache(self) -> Module:
+        """Forget the recorded forward passes of this module and its
+        descendants (what backward would use). Returns ``self``."""
+        for _, m in self.named_modules():
+            m.__dict__.update(_tape=[], _stale=False, _cursor=0, _low=0)
+        return self
 
     def register_forward_hook(self, fn: Callable[[Module, Any, Any], None]) -> _Handle:
         """Call ``fn(module, x, y)`` after every forward; returns a handle."""
@@ -146,6 +330,19 @@ class Module:
         for name, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
+    def modules(self) -> Iterator[Module]:
+        """This module and all descendants, depth first."""
+        for _, m in self.named_modules():
+            yield m
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn(m)`` on every descendant, then on this module (as PyTorch:
+        children first), e.g. to initialise weights; returns ``self``."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for mod_name, m in self.named_modules(prefix):
             for name, p in m._parameters.items():
@@ -159,10 +356,14 @@ class Module:
             for name in m._buffers:
                 yield (f"{mod_name}.{name}" if mod_name else name), getattr(m, name)
 
-    def zero_grad(self) -> None:
-        """Forget accumulated gradients (``grad`` back to None)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget accumulated gradients: ``grad`` back to None, or to zeros
+        with ``set_to_none=False``."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = p.grad * 0
 
     def train(self, mode: bool = True) -> Module:
         for _, m in self.named_modules():
@@ -223,11 +424,17 @@ class Module:
                 )
         return out
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+    def load_state_dict(
+        self, state: dict[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
         """Copy arrays (of any backend, or anything ``numpy.asarray`` accepts,
         such as CPU torch tensors) into this module, keeping each parameter's
         backend, device and dtype. Everything is checked before anything is
-        written.
+        written; an array of another kind (integer or complex for a float
+        parameter) is refused rather than cast.
+
+        With ``strict=False`` missing and unexpected keys are allowed; either
+        way the keys are returned as ``(missing_keys, unexpected_keys)``.
         """
         targets: dict[str, tuple[Module, str, bool]] = {}
         for mod_name, m in self.named_modules():
@@ -250,6 +457,13 @@ class Module:
                 continue
             current = m._parameters[name].data if is_param else getattr(m, name)
             value = B.to_numpy(state[key])  # device arrays refuse np.asarray
+            want = B.numpy_dtype(current.dtype).kind
+            if value.dtype.kind not in ("f" if want == "f" else "biu"):
+                raise TypeError(
+                    f"{type(self).__name__}.load_state_dict: {key} is {value.dtype} "
+                    f"in the state but {B.numpy_dtype(current.dtype)} in the model; "
+                    "refusing to cast (a state of the wrong kind is likely corrupt)"
+                )
             if tuple(value.shape) != tuple(current.shape):
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: {key} has shape "
@@ -272,6 +486,7 @@ class Module:
                 m._parameters[name].data, m._parameters[name].grad = arr, None
             else:
                 object.__setattr__(m, name, arr)
+        return IncompatibleKeys(missing, unexpected)
 
     # -- printing --------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -315,7 +530,8 @@ class Module:
             x = B.asarray(np.zeros(input_shape), dtype=dtype or np.float32)
         try:
             self.eval()
-            self(x)
+            with no_grad():
+                self(x)
         finally:
             self.train(was_training)
             for h in handles:

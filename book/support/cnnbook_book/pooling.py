@@ -1,5 +1,6 @@
-"""Companion to the chapter *Pooling*: moving and zooming images, measuring how
-much a feature map changes, and the pooling explorer with its static counterpart.
+"""Companion to the chapter *Pooling*: moving and zooming images, the fixed feature
+pipelines whose change the chapter measures (the measure itself is a cell of the
+chapter), and the pooling explorer with its static counterpart.
 
 Notation: x (N, C, H, W) images; w (F, C, KH, KW) convolution kernels; feature
 maps (N, F, OH, OW), or (N, F) after global average pooling. The layers are the
@@ -8,8 +9,6 @@ package's own (:mod:`cnnbook.functional`); this module only composes and measure
 - :func:`shift` (from :mod:`cnnbook_book.convolution`) and :func:`zoom` transform
   images (zero fill outside).
 - :func:`features` is a fixed convolution + ReLU stage, optionally pooled.
-- :func:`relative_change` is the measure: ‖f(T x) − f(x)‖ / ‖f(x)‖ per image.
-- :func:`robustness` tabulates it for several transforms and poolings.
 - :func:`random_filters` draws the fixed, seeded filter bank.
 - :func:`pool`, :func:`plot_pooling`, :func:`explorer`, :func:`states_grid` and
   :func:`states_animation` draw pooling for the reader (matplotlib, ipywidgets).
@@ -18,12 +17,12 @@ package's own (:mod:`cnnbook.functional`); this module only composes and measure
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from cnnbook.backend import asarray, device_of, namespace, to_numpy
+from cnnbook.backend import asarray, device_of, namespace
 from cnnbook.functional import (
     avg_pool2d_forward,
     conv2d_forward,
@@ -42,8 +41,6 @@ __all__ = [
     "plot_pooling",
     "pool",
     "random_filters",
-    "relative_change",
-    "robustness",
     "shift",
     "states_animation",
     "states_grid",
@@ -161,44 +158,6 @@ def features(
         if kind in ("max", "avg", "none"):
             x = pool(x, kind, kernel_size)
     return pool(x, "global") if kind == "global" else x
-
-
-def relative_change(a: Any, b: Any) -> np.ndarray:
-    """a, b (N, ...) -> (N,) NumPy: ‖b_n − a_n‖ / ‖a_n‖ for each sample n
-    (0 where both are 0, inf where only a_n is 0).
-
-    >>> import numpy as np
-    >>> relative_change(np.array([[3.0, 4.0]]), np.array([[3.0, 4.5]])).tolist()
-    [0.1]
-    """
-    xp = namespace("relative_change", a=a, b=b)
-    if tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"relative_change: shapes {a.shape} and {b.shape} differ")
-    N = a.shape[0]
-    a2, b2 = xp.reshape(a, (N, -1)), xp.reshape(b, (N, -1))
-    num = to_numpy(xp.sum((b2 - a2) ** 2, axis=1)).astype(np.float64)
-    den = to_numpy(xp.sum(a2**2, axis=1)).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.sqrt(num / den)
-    return np.where((num == 0) & (den == 0), 0.0, r)
-
-
-def robustness(
-    x: Any,
-    transforms: Sequence[Callable[[Any], Any]],
-    measure: Callable[[Any], Any],
-) -> np.ndarray:
-    """x (N, C, H, W), T transforms -> (T, N) NumPy: relative_change between
-    measure(x) and measure(t(x)) for each transform t and image n.
-
-    >>> import numpy as np
-    >>> x = np.random.default_rng(0).random((3, 1, 6, 6))
-    >>> r = robustness(x, [lambda v: v, lambda v: 2 * v], lambda v: v)
-    >>> r.shape, r[0].tolist(), r[1].round(6).tolist()
-    ((2, 3), [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
-    """
-    reference = measure(x)
-    return np.stack([relative_change(reference, measure(t(x))) for t in transforms])
 
 
 # ----------------------------------------------------------------------------
