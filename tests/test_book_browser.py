@@ -110,6 +110,7 @@ class Expected:
     images: int = 0
     widget_views: int = 0  # rendered by the ipywidgets manager
     static_widgets: int = 0  # display-only, written as HTML by cnnbook_reader.py
+    jupyter_only: int = 0  # explorers replaced by a note (their live twin is there)
 
 
 def _reader_ext():
@@ -137,9 +138,12 @@ def expected_from_source(path: Path) -> Expected:
             "metadata", {}
         ).get("tags", []):
             continue
+        jupyter_only = "jupyter-only" in cell.get("metadata", {}).get("tags", [])
         for out in cell.get("outputs", []):
             data = out.get("data", {})
-            if has_state and WIDGET_VIEW in data:
+            if has_state and WIDGET_VIEW in data and jupyter_only:
+                exp.jupyter_only += 1
+            elif has_state and WIDGET_VIEW in data:
                 views.append(data[WIDGET_VIEW]["model_id"])  # instead of a fallback
             elif any(m in data for m in IMAGE_MIME):
                 exp.images += 1
@@ -314,6 +318,14 @@ def test_page_renders_in_chromium(site, docname):
             f"{docname}: {expected.static_widgets} display-only widgets stored, "
             f"{static_areas} written as static HTML"
         )
+
+    # an ipywidgets explorer whose live twin is on the page is replaced by a note
+    # (its saved controls would do nothing without a kernel)
+    notes = count_class(scan, "cnnbook-jupyter-only")
+    assert notes == expected.jupyter_only, (
+        f"{docname}: {expected.jupyter_only} Jupyter-only explorers stored, "
+        f"{notes} notes in their place"
+    )
 
     # exercise solutions (dropdown admonitions) start collapsed (sphinx-togglebutton)
     dropdowns = len(re.findall(r'class="dropdown admonition', static))

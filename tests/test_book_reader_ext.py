@@ -147,3 +147,35 @@ def test_a_live_explorer_loads_its_script_only_where_it_is():
     assert [js.filename for js in plain["script_files"]] == [
         "_static/cnnbook-reader.js"
     ]
+
+
+def test_a_jupyter_only_explorer_becomes_a_note_and_drops_the_manager():
+    state = _progress_state()
+    state["state"]["s"] = {"model_name": "IntSliderModel", "state": {"value": 1}}
+    context = _context(state, "s")
+    view = context["body"]
+    context["body"] = (
+        '<div class="cell tag_jupyter-only docutils container">'
+        '<div class="cell_output docutils container">'
+        f"{view}</div></div>"
+        '<div class="cell docutils container"><p>next cell</p></div>'
+    )
+    R.page_widgets(_app(), "book/pooling", "page.html", context, None)
+    names = [js.filename for js in context["script_files"]]
+    assert "_static/html-manager/embed.js" not in names  # nothing left to render
+    assert not [
+        js for js in context["script_files"] if WIDGET_STATE in str(js.attributes)
+    ]
+    body = context["body"]
+    assert "widget-view+json" not in body
+    assert body.count('class="cnnbook-jupyter-only"') == 1
+    assert body.endswith("<p>next cell</p></div>")
+
+
+def test_an_untagged_explorer_is_left_alone():
+    body = (
+        '<div class="cell docutils container"><div class="cell_output docutils '
+        'container"><script type="application/vnd.jupyter.widget-view+json">{}</script>'
+        "</div></div>"
+    )
+    assert R.replace_jupyter_only(body) == body

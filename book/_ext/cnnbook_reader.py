@@ -24,6 +24,9 @@ Each HTML page is adjusted where configuration alone cannot reach:
 5. The theme's colour mode defaults to ``auto`` (an empty mode is a console error).
 6. Live explorers (issue 11): a page whose body holds ``data-cnnbook-live="KIND"``
    (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``; no other page does.
+   An ipywidgets explorer in a cell tagged ``jupyter-only`` (one whose live
+   counterpart is on the page) is replaced by a note saying where it runs: its saved
+   controls would do nothing here. A page left with no widget loses the manager.
 
 The stylesheet ``cnnbook-reader.css`` and script ``cnnbook-reader.js`` in
 ``book/_assets`` do the rest (phone width, scroll boxes).
@@ -128,13 +131,22 @@ def page_widgets(app, pagename, templatename, context, doctree):
         unique.append(js)
     scripts[:] = unique
 
-    body = context.get("body", "")
+    body = context["body"] = replace_jupyter_only(context.get("body", ""))
     drop_unused_assets(app, context, body)
     add_live_explorers(context, body)
     state = _state_of(scripts)
     if state is None:
         return
     views = [json.loads(m.group(1)) for m in WIDGET_VIEW.finditer(body)]
+    if not views:  # every explorer was Jupyter-only: no manager, no saved state
+        manager = {f"_static/{p}" for p in app.config.nb_ipywidgets_js}
+        scripts[:] = [
+            js
+            for js in scripts
+            if js.filename not in manager
+            and js.attributes.get("type") != WIDGET_STATE
+        ]
+        return
     if any(
         not _models(state, v["model_id"]) <= DISPLAY_ONLY
         or v["model_id"] not in state["state"]
@@ -150,6 +162,38 @@ def page_widgets(app, pagename, templatename, context, doctree):
     context["body"] = WIDGET_VIEW.sub(
         lambda m: _static(state, json.loads(m.group(1))["model_id"]), body
     )
+
+
+CELL = re.compile(r'<div class="cell[ "]')
+JUPYTER_ONLY_CELL = re.compile(r'<div class="cell [^"]*\btag_jupyter-only\b')
+JUPYTER_ONLY_NOTE = (
+    '<p class="cnnbook-jupyter-only">This explorer runs Python, so it works in '
+    "Jupyter (<code>bash scripts/lab.sh</code> opens the chapters there); on this "
+    "page the live explorer beside it recomputes in your browser.</p>"
+)
+
+
+def replace_jupyter_only(body: str) -> str:
+    """The ipywidgets explorers of cells tagged ``jupyter-only`` (those with a live
+    counterpart on the page) become a note: their saved state would show controls
+    that do nothing without a kernel."""
+    out, end = [], 0
+    for match in JUPYTER_ONLY_CELL.finditer(body):
+        start = match.start()
+        nxt = CELL.search(body, match.end())
+        stop = nxt.start() if nxt else len(body)
+        cell = body[start:stop]
+        if WIDGET_VIEW.search(cell):
+            cell = WIDGET_VIEW.sub("", cell)
+            cell = cell.replace(
+                '<div class="cell_output docutils container">',
+                '<div class="cell_output docutils container">' + JUPYTER_ONLY_NOTE,
+                1,
+            )
+        out += [body[end:start], cell]
+        end = stop
+    out.append(body[end:])
+    return "".join(out)
 
 
 LIVE = re.compile(r'data-cnnbook-live="([a-z_]+)"')
