@@ -680,10 +680,32 @@ class BatchNorm2d(_BatchNorm):
     _ndims = (4,)
 
 
-class LayerNorm(Module):
+class _AffineNorm(Module):
+    """Layer and group norm: a per-sample normalisation, then an optional learned
+    scale and shift. Subclasses name their backward pass and compute forward."""
+
+    _norm_backward = None  # F.layer_norm_backward or F.group_norm_backward
+
+    def _affine(self) -> tuple[Any, Any]:
+        """(weight, bias) arrays, or (None, None) without the affine part."""
+        if self.weight is None:
+            return None, None
+        return self.weight.data, self.bias.data
+
+    def _backward(self, dy):
+        dx, dw, db = type(self)._norm_backward(dy, self._saved())
+        if self.weight is not None:
+            self.weight.accumulate(dw)
+            self.bias.accumulate(db)
+        return dx
+
+
+class LayerNorm(_AffineNorm):
     """``x (…, *normalized_shape)`` -> same, each sample normalised over its last
     axes; weight (ones) and bias (zeros) of normalized_shape when
     ``elementwise_affine``. As PyTorch's ``nn.LayerNorm``."""
+
+    _norm_backward = staticmethod(F.layer_norm_backward)
 
     def __init__(
         self,
@@ -714,18 +736,10 @@ class LayerNorm(Module):
 
     def forward(self, x):
         _check_array(self, x, f"(..., {', '.join(map(str, self.normalized_shape))})")
-        w = self.weight.data if self.weight is not None else None
-        b = self.bias.data if self.bias is not None else None
+        w, b = self._affine()
         y, cache = F.layer_norm_forward(x, self.normalized_shape, w, b, self.eps)
         self._save(cache)
         return y
-
-    def _backward(self, dy):
-        dx, dw, db = F.layer_norm_backward(dy, self._saved())
-        if self.weight is not None:
-            self.weight.accumulate(dw)
-            self.bias.accumulate(db)
-        return dx
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}" + (
@@ -733,9 +747,11 @@ class LayerNorm(Module):
         )
 
 
-class GroupNorm(Module):
+class GroupNorm(_AffineNorm):
     """``x (N, C, *)`` -> same: the channels in ``num_groups`` groups, each
     normalised per sample; weight, bias (C,) when ``affine``. As PyTorch's."""
+
+    _norm_backward = staticmethod(F.group_norm_backward)
 
     def __init__(
         self,
@@ -766,18 +782,10 @@ class GroupNorm(Module):
                 f"{self!r} expects input (N, {self.num_channels}, ...), got shape "
                 f"{shape}"
             )
-        w = self.weight.data if self.weight is not None else None
-        b = self.bias.data if self.bias is not None else None
+        w, b = self._affine()
         y, cache = F.group_norm_forward(x, self.num_groups, w, b, self.eps)
         self._save(cache)
         return y
-
-    def _backward(self, dy):
-        dx, dw, db = F.group_norm_backward(dy, self._saved())
-        if self.weight is not None:
-            self.weight.accumulate(dw)
-            self.bias.accumulate(db)
-        return dx
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}" + (
