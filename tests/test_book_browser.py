@@ -40,12 +40,12 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
+from book_pages import toc_pages, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "artifacts" / "screenshots"
 REPORTS = ROOT / "artifacts" / "browser"  # one JSON per page: what the test saw
-IN_CI = bool(os.environ.get("CI"))
 
 pytestmark = pytest.mark.slow
 
@@ -67,34 +67,9 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 # ----------------------------------------------------------------------------------
 # the pages: _toc.yml
 # ----------------------------------------------------------------------------------
-def toc_pages() -> list[str]:
-    """Document names in _toc.yml order: ["book/intro", "book/convolution", ...]."""
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(entry["file"])
-            for key in ("sections", "chapters", "parts"):
-                walk(entry.get(key))
-
-    for key in ("parts", "chapters", "sections"):
-        walk(toc.get(key))
-    return [str(Path(p).with_suffix("")) if Path(p).suffix else p for p in pages]
-
-
 def source_file(docname: str) -> Path:
     for suffix in (".ipynb", ".md", ".rst"):
         path = ROOT / (docname + suffix)
@@ -175,7 +150,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site():
     if not (HTML / "index.html").exists():
-        _unavailable(f"{HTML} is not built: run `bash scripts/build_book.sh` first")
+        unavailable(f"{HTML} is not built: run `bash scripts/build_book.sh` first")
     recorder = Site(base="")
 
     class Handler(SimpleHTTPRequestHandler):
@@ -216,7 +191,7 @@ def chromium() -> str:
 def run_chromium(*args: str) -> subprocess.CompletedProcess:
     exe = chromium()
     if not exe:
-        _unavailable("chromium is not installed: apt-get install -y chromium")
+        unavailable("chromium is not installed: apt-get install -y chromium")
     with tempfile.TemporaryDirectory(prefix="cnnbook-chromium-") as profile:
         return subprocess.run(
             [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],

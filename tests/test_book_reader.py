@@ -40,6 +40,7 @@ from urllib.parse import urljoin
 
 import pytest
 import yaml
+from book_pages import toc_pages, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 # the built site; CNNBOOK_HTML measures another build (e.g. an older commit's)
@@ -47,7 +48,6 @@ HTML = Path(os.environ.get("CNNBOOK_HTML", ROOT / "_build" / "html"))
 OUT = ROOT / "artifacts" / "reader"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 ALLOWLIST = Path(__file__).with_name("book_reader_allowlist.yml")
-IN_CI = bool(os.environ.get("CI"))
 
 # per page, cold cache, everything it fetches, as transferred (text gzipped)
 MAX_BYTES = 2_500_000
@@ -60,36 +60,13 @@ GZIPPED = ("application/javascript", "text/javascript", "application/json",
 pytestmark = pytest.mark.slow
 
 
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def toc_pages() -> list[str]:
-    """Document names in _toc.yml order: ["book/intro", "book/convolution", ...]."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(entry["file"])
-            for key in ("sections", "chapters", "parts"):
-                walk(entry.get(key))
-
-    for key in ("parts", "chapters", "sections"):
-        walk(toc.get(key))
-    return [re.sub(r"\.(ipynb|md|rst)$", "", p) for p in pages]
-
-
 # ----------------------------------------------------------------------------------
 # fixtures: the site on loopback, one browser
 # ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_url():
     if not (HTML / "index.html").exists():
-        _unavailable(f"{HTML} is not built: run `bash scripts/build_book.sh` first")
+        unavailable(f"{HTML} is not built: run `bash scripts/build_book.sh` first")
 
     packed: dict[Path, bytes] = {}
 
@@ -145,12 +122,12 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright package is not installed (requirements.txt)")
+        unavailable("the playwright package is not installed (requirements.txt)")
     exe = _chromium()
     if not exe:
-        _unavailable("chromium is not installed: apt-get install -y chromium")
+        unavailable("chromium is not installed: apt-get install -y chromium")
     if not AXE.exists():
-        _unavailable(f"{AXE} is missing: run `npm ci`")
+        unavailable(f"{AXE} is missing: run `npm ci`")
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=exe,

@@ -37,11 +37,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from book_pages import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "book" / "convolution.ipynb"  # an explorer, and ~10 s to run
 SHOTS = ROOT / "artifacts" / "lab"
-IN_CI = bool(os.environ.get("CI"))
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +53,6 @@ REDRAW_S = 120
 SHUTDOWN_S = 30
 
 
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def _chromium() -> str:
     for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium"):
         if candidate and Path(candidate).exists():
@@ -66,7 +60,7 @@ def _chromium() -> str:
     found = shutil.which("chromium")
     if found:
         return found
-    _unavailable("Debian's chromium is missing: apt-get install -y chromium")
+    unavailable("Debian's chromium is missing: apt-get install -y chromium")
     raise AssertionError  # unreachable
 
 
@@ -220,7 +214,7 @@ def lab(tmp_path_factory):
     try:
         import jupyterlab  # noqa: F401
     except ImportError:
-        _unavailable("JupyterLab is missing: pip install -r requirements.txt")
+        unavailable("JupyterLab is missing: pip install -r requirements.txt")
     lab = Lab(tmp_path_factory.mktemp("lab"))
     _copy_without_outputs(CHAPTER, lab.root / CHAPTER.name)
     lab.start()
@@ -270,7 +264,7 @@ def test_explorer_slider_redraws_in_jupyterlab(lab):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("Playwright is missing: pip install -r requirements.txt")
+        unavailable("Playwright is missing: pip install -r requirements.txt")
     chromium = _chromium()
     SHOTS.mkdir(parents=True, exist_ok=True)
     name = CHAPTER.name
