@@ -1,7 +1,8 @@
 """Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) and learning-rate schedules,
 with PyTorch's update rules exactly. ``params`` may be a list of parameters or
 of groups (dicts with ``"params"`` and per-group settings such as ``"lr"``),
-as in PyTorch; ``opt.lr = x`` (what schedules do) sets every group's rate.
+as in PyTorch; ``opt.lr = x`` sets every group's rate, while a schedule scales
+each group from its own base rate.
 
 Notation: parameter θ, gradient g = ∂L/∂θ, learning rate η, step t = 1, 2, …
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -476,8 +477,11 @@ def _check_positive(scheduler: str, name: str, value: Any) -> None:
 
 
 class _Scheduler:
-    """Sets ``optimizer.lr`` from the count of ``step()`` calls.
+    """Sets every parameter group's ``lr`` from the count of ``step()`` calls.
 
+    Each group is scaled from its own base rate (``base_lrs``, the groups'
+    rates when the schedule is made), as PyTorch's schedules do: a head
+    trained at 10x the backbone's rate stays at 10x all along.
     ``per_batch`` says whether the training loop calls ``step()`` after every
     batch (one-cycle) or after every epoch (step decay, cosine).
     """
@@ -486,27 +490,59 @@ class _Scheduler:
 
     def __init__(self, optimizer: Optimizer):
         self.optimizer = optimizer
-        self.base_lr = optimizer.lr
+        if not hasattr(self, "base_lrs"):
+            self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         self.last_epoch = 0
-        self.optimizer.lr = self.lr_at(0)
+        self._apply(0)
 
-    def lr_at(self, t: int) -> float:
+    def lr_at(self, t: int, base_lr: float) -> float:
+        """The rate at step ``t`` of a group whose base rate is ``base_lr``."""
         raise NotImplementedError
 
-    def step(self) -> None:
-        lr = self.lr_at(self.last_epoch + 1)  # raises before changing anything
-        self.last_epoch += 1
-        self.optimizer.lr = lr
+    def _momentum_at(self, t: int) -> float | None:
+        return None  # only the one-cycle schedule moves the momentum
 
-    def get_last_lr(self) -> float:
-        return self.optimizer.lr
+    def _apply(self, t: int) -> None:
+        # every value is computed (and may raise) before any group changes
+        lrs = [self.lr_at(t, base) for base in self.base_lrs]
+        momentum = self._momentum_at(t)
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+            if momentum is None:
+                continue
+            if "betas" in group:  # Adam: beta_1 plays the momentum's part
+                group["betas"] = (momentum, group["betas"][1])
+            else:
+                group["momentum"] = momentum
+
+    def step(self) -> None:
+        self._apply(self.last_epoch + 1)
+        self.last_epoch += 1
+
+    def get_last_lr(self) -> list[float]:
+        """Each group's current rate, as PyTorch's ``get_last_lr()``."""
+        return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_epoch": self.last_epoch, "base_lr": self.base_lr}
+        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.last_epoch, self.base_lr = int(sd["last_epoch"]), float(sd["base_lr"])
-        self.optimizer.lr = self.lr_at(self.last_epoch)
+        base_lrs = [float(b) for b in sd["base_lrs"]]
+        if len(base_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the state has "
+                f"{len(base_lrs)} base rates, the optimizer "
+                f"{len(self.optimizer.param_groups)} parameter groups"
+            )
+        last_epoch = int(sd["last_epoch"])
+        saved = self.base_lrs
+        self.base_lrs = base_lrs
+        try:
+            self._apply(last_epoch)
+        except Exception:
+            self.base_lrs = saved
+            raise
+        self.last_epoch = last_epoch
 
 
 class StepLR(_Scheduler):
@@ -518,8 +554,8 @@ class StepLR(_Scheduler):
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer)
 
-    def lr_at(self, t):
-        return self.base_lr * self.gamma ** (t // self.step_size)
+    def lr_at(self, t, base_lr):
+        return base_lr * self.gamma ** (t // self.step_size)
 
 
 class CosineAnnealingLR(_Scheduler):
@@ -530,12 +566,10 @@ class CosineAnnealingLR(_Scheduler):
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer)
 
-    def lr_at(self, t):
+    def lr_at(self, t, base_lr):
         return (
             self.eta_min
-            + (self.base_lr - self.eta_min)
-            * (1 + math.cos(math.pi * t / self.T_max))
-            / 2
+            + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
         )
 
 
@@ -544,6 +578,8 @@ class OneCycleLR(_Scheduler):
     ``OneCycleLR`` with ``anneal_strategy="cos"``, ``three_phase=False``:
     the rate rises from max_lr/div_factor to max_lr over ``pct_start`` of
     ``total_steps``, then falls to max_lr/(div_factor·final_div_factor).
+    ``max_lr`` is one rate for every group, or a sequence of one per group
+    (each group's ``base_lrs`` entry is then its own peak).
     With ``cycle_momentum`` the momentum (SGD) or β₁ (Adam) moves the other way
     between ``base_momentum`` and ``max_momentum``.
     """
@@ -553,7 +589,7 @@ class OneCycleLR(_Scheduler):
     def __init__(
         self,
         optimizer: Optimizer,
-        max_lr: float,
+        max_lr: float | Sequence[float],
         total_steps: int,
         pct_start: float = 0.3,
         div_factor: float = 25.0,
@@ -563,8 +599,18 @@ class OneCycleLR(_Scheduler):
         max_momentum: float = 0.95,
     ):
         _check_int("OneCycleLR", "total_steps", total_steps, 2)
+        groups = len(optimizer.param_groups)
+        if isinstance(max_lr, (list, tuple)):
+            if len(max_lr) != groups:
+                raise ValueError(
+                    f"OneCycleLR: max_lr has {len(max_lr)} rates but the optimizer "
+                    f"has {groups} parameter groups"
+                )
+            peaks = list(max_lr)
+        else:
+            peaks = [max_lr] * groups
         for name, value in (
-            ("max_lr", max_lr),
+            *(("max_lr", peak) for peak in peaks),
             ("div_factor", div_factor),
             ("final_div_factor", final_div_factor),
         ):
@@ -582,9 +628,9 @@ class OneCycleLR(_Scheduler):
                 f"{pct_start} * {total_steps} = {pct_start * total_steps:g}; "
                 "raise total_steps or pct_start"
             )
-        self.max_lr, self.total_steps = max_lr, total_steps
-        self.initial_lr = max_lr / div_factor
-        self.min_lr = self.initial_lr / final_div_factor
+        self.base_lrs = [float(peak) for peak in peaks]
+        self.total_steps = total_steps
+        self.div_factor, self.final_div_factor = div_factor, final_div_factor
         self.peak = float(pct_start * total_steps) - 1
         self.end = float(total_steps - 1)
         self.cycle_momentum = cycle_momentum and (
@@ -603,21 +649,18 @@ class OneCycleLR(_Scheduler):
             return self._cos(a, b, t / self.peak)
         return self._cos(b, c, (t - self.peak) / (self.end - self.peak))
 
-    def lr_at(self, t):
+    def lr_at(self, t, base_lr):
         if t > self.total_steps:
             raise ValueError(
                 f"OneCycleLR: stepped {t} times but total_steps is {self.total_steps}"
             )
-        if self.cycle_momentum:
-            mom = self._phase(
-                t, self.max_momentum, self.base_momentum, self.max_momentum
-            )
-            opt = self.optimizer
-            if isinstance(opt, Adam):
-                opt.betas = (mom, opt.betas[1])
-            else:
-                opt.momentum = mom
-        return self._phase(t, self.initial_lr, self.max_lr, self.min_lr)
+        start = base_lr / self.div_factor
+        return self._phase(t, start, base_lr, start / self.final_div_factor)
+
+    def _momentum_at(self, t):
+        if not self.cycle_momentum:
+            return None
+        return self._phase(t, self.max_momentum, self.base_momentum, self.max_momentum)
 
 
 # ---------------------------------------------------------------------------
@@ -662,7 +705,9 @@ def make_scheduler(
     epochs) or ``"none"`` (returns None)."""
     if name == "onecycle":
         return OneCycleLR(
-            optimizer, max_lr=optimizer.lr, total_steps=epochs * steps_per_epoch
+            optimizer,
+            max_lr=[g["lr"] for g in optimizer.param_groups],
+            total_steps=epochs * steps_per_epoch,
         )
     if name == "cosine":
         return CosineAnnealingLR(optimizer, T_max=epochs)

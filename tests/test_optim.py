@@ -144,7 +144,79 @@ def test_schedules_match_pytorch(kind):
         sched.step()
     np.testing.assert_allclose(lrs, t_lrs, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(moms, t_moms, rtol=1e-12)
-    assert sched.get_last_lr() == opt.lr
+    assert sched.get_last_lr() == [opt.lr]
+
+
+@pytest.mark.parametrize("kind", ["step", "cosine", "onecycle"])
+def test_schedules_scale_each_group_from_its_own_base_rate_as_pytorch(kind):
+    torch = pytest.importorskip("torch")
+    S = torch.optim.lr_scheduler
+    steps = 30
+    makers = {
+        "step": (lambda o: S.StepLR(o, 7, 0.5), lambda o: optim.StepLR(o, 7, 0.5)),
+        "cosine": (
+            lambda o: S.CosineAnnealingLR(o, 13, 1e-4),
+            lambda o: optim.CosineAnnealingLR(o, 13, 1e-4),
+        ),
+        "onecycle": (
+            lambda o: S.OneCycleLR(o, [0.4, 0.04], total_steps=steps),
+            lambda o: optim.OneCycleLR(o, [0.4, 0.04], total_steps=steps),
+        ),
+    }
+    a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    t_opt = torch.optim.SGD(
+        [{"params": [a]}, {"params": [b], "lr": 0.01}], lr=0.1, momentum=0.9
+    )
+    t_sched = makers[kind][0](t_opt)
+    opt = optim.SGD(
+        [
+            {"params": [Parameter(np.zeros(1))]},
+            {"params": [Parameter(np.zeros(1))], "lr": 0.01},
+        ],
+        lr=0.1,
+        momentum=0.9,
+    )
+    sched = makers[kind][1](opt)
+    for _ in range(steps):
+        want = [(g["lr"], g["momentum"]) for g in t_opt.param_groups]
+        got = [(g["lr"], g["momentum"]) for g in opt.param_groups]
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            sched.get_last_lr(), t_sched.get_last_lr(), rtol=1e-12
+        )
+        t_opt.step()
+        t_sched.step()
+        sched.step()
+
+
+def test_schedules_keep_the_ratio_between_groups_hand_computed():
+    groups = [
+        {"params": [Parameter(np.zeros(1))]},
+        {"params": [Parameter(np.zeros(1))], "lr": 0.1},
+    ]
+    opt = optim.SGD(groups, lr=1.0)
+    sched = optim.StepLR(opt, step_size=2, gamma=0.5)
+    seen = []
+    for _ in range(5):
+        seen.append(sched.get_last_lr())
+        sched.step()
+    assert seen == [[1.0, 0.1], [1.0, 0.1], [0.5, 0.05], [0.5, 0.05], [0.25, 0.025]]
+    assert sched.state_dict() == {"last_epoch": 5, "base_lrs": [1.0, 0.1]}
+    # a fresh schedule on a fresh optimizer picks up where the saved one was
+    again = optim.StepLR(optim.SGD(groups, lr=1.0), step_size=2, gamma=0.5)
+    again.load_state_dict(sched.state_dict())
+    assert again.get_last_lr() == [0.25, 0.025] and again.last_epoch == 5
+    with pytest.raises(ValueError, match="2 base rates, the optimizer 1 parameter"):
+        optim.StepLR(optim.SGD(groups[:1], lr=1.0), 2).load_state_dict(
+            sched.state_dict()
+        )
+    # make_scheduler's one-cycle peaks at each group's own rate
+    opt = optim.SGD(groups, lr=1.0, momentum=0.9)
+    one = optim.make_scheduler("onecycle", opt, epochs=1, steps_per_epoch=10)
+    assert one.base_lrs == [1.0, 0.1]
+    assert one.get_last_lr() == pytest.approx([1.0 / 25, 0.1 / 25])
+    with pytest.raises(ValueError, match="max_lr has 3 rates but the optimizer has 2"):
+        optim.OneCycleLR(opt, [1.0, 2.0, 3.0], total_steps=10)
 
 
 def test_onecycle_cycles_adam_beta1_and_stops_after_total_steps():
