@@ -32,10 +32,11 @@ fi
 vendor=_build/vendor
 rm -rf "$vendor"
 mkdir -p "$vendor/mathjax" "$vendor/html-manager"
-# MathJax: the combined TeX + CommonHTML component and the pieces it loads on demand
-# (extensions, fonts, menu, accessibility).
+# MathJax: the combined TeX + SVG component and the pieces it loads on demand
+# (extensions, menu, accessibility). SVG output draws glyphs from paths inside the
+# script, so a page fetches no font files (CommonHTML fetched 6-11 per page).
 mj=node_modules/mathjax/es5
-cp "$mj/tex-chtml.js" "$vendor/mathjax/"
+cp "$mj/tex-svg.js" "$vendor/mathjax/"
 for d in input output ui a11y adaptors sre; do
     cp -r "$mj/$d" "$vendor/mathjax/"
 done

@@ -249,6 +249,9 @@ OVERFLOW = """() => {
     return false;
   };
   for (const el of main.querySelectorAll('*')) {
+    // the parts of an SVG (MathJax's glyphs) are drawn inside its own box: the
+    // outermost <svg> is judged instead
+    if (el.ownerSVGElement) continue;
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.right <= vw + 1) continue;
     if (!el.checkVisibility({visibilityProperty: true})) continue;
