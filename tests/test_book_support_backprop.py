@@ -137,16 +137,19 @@ def test_plots_return_figures(rng):
     plt.close("all")
 
 
-def test_trajectory_animation_is_self_contained_html():
-    html = E.trajectory_animation(
-        "ravine", {"sgd": ("sgd", 0.1), "adam": ("adam", 0.1)}, steps=6, frames=3
-    )
-    assert "<script" in html and "data:image/png;base64" in html
-    again = E.trajectory_animation(
-        "ravine", {"sgd": ("sgd", 0.1), "adam": ("adam", 0.1)}, steps=6, frames=3
-    )
-    assert again == html  # no random element ids: stable stored outputs
-    assert "_anim_imgtrajectories" in html
+def test_trajectory_snapshots_show_each_path_up_to_each_step_count():
+    runs = {"sgd": ("sgd", 0.1), "adam": ("adam", 0.1)}
+    fig = E.trajectory_snapshots("ravine", runs, at=(2, 5))
+    assert [ax.get_title() for ax in fig.axes] == ["after 2 steps", "after 5 steps"]
+    for ax, steps in zip(fig.axes, (2, 5), strict=True):
+        lines = [ln for ln in ax.get_lines() if ln.get_label() in runs]
+        assert [ln.get_label() for ln in lines] == ["sgd", "adam"]
+        for ln, (opt, lr) in zip(lines, runs.values(), strict=True):
+            want = E.trajectory("ravine", opt, lr, steps)
+            np.testing.assert_array_equal(np.c_[ln.get_xdata(), ln.get_ydata()], want)
+    assert not any(ax.get_legend() for ax in fig.axes)  # one legend, below
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["sgd", "adam"]
+    plt.close(fig)
 
 
 def test_explorer_builds_and_redraws():

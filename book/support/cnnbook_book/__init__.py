@@ -6,3 +6,7 @@ Not part of the ``cnnbook`` wheel: ``scripts/setup_env.sh`` installs it in
 editable mode beside cnnbook. Import the module a chapter needs, e.g.
 ``from cnnbook_book import convolution as C``.
 """
+
+from cnnbook_book import figures as _figures
+
+_figures.install()  # in a Jupyter kernel: each figure records its smallest text

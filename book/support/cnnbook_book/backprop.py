@@ -11,7 +11,7 @@ Chapter-specific mathematics and pictures, built on the package:
   be compared with :func:`~cnnbook.functional.conv2d_backward`.
 - :class:`Surface`, :data:`SURFACES`, :func:`trajectory`: two-dimensional loss
   surfaces and the path an optimizer from :mod:`cnnbook.optim` takes on them;
-  :func:`plot_trajectories`, :func:`trajectory_grid`, :func:`trajectory_animation`
+  :func:`plot_trajectories`, :func:`trajectory_grid`, :func:`trajectory_snapshots`
   (static, kernel-free) and :func:`trajectory_explorer` (ipywidgets).
 - :func:`confusion_matrix`, :func:`most_confident_mistakes`, and plots of
   digits, filters and feature maps for a trained network.
@@ -34,7 +34,6 @@ from cnnbook import backend as B
 from cnnbook.functional import conv2d_forward
 from cnnbook.nn import Parameter
 from cnnbook.optim import make_optimizer
-from cnnbook_book.show import animation_html
 
 __all__ = [
     "OPTIMIZERS",
@@ -53,9 +52,9 @@ __all__ = [
     "plot_filters",
     "plot_trajectories",
     "trajectory",
-    "trajectory_animation",
     "trajectory_explorer",
     "trajectory_grid",
+    "trajectory_snapshots",
 ]
 
 
@@ -334,43 +333,31 @@ def _fate(surface: Surface, path: np.ndarray, steps: int) -> str:
     return f"final L = {end:.2g}"
 
 
-def trajectory_animation(
+def trajectory_snapshots(
     surface: Surface | str,
     runs: dict[str, tuple[str, float]],
-    steps: int = 60,
-    frames: int = 30,
-    dpi: int = 50,
-    name: str = "trajectories",
-) -> str:
-    """HTML (a JavaScript animation, no kernel needed) of several optimizers
-    moving on the surface. ``runs`` maps a label to (optimizer, lr).
-
-    ``name`` (letters, digits, _) replaces the random id matplotlib gives the
-    page elements, so the same call gives the same HTML (stable for nbval)."""
+    at: Sequence[int] = (5, 20, 60),
+) -> Any:
+    """Several optimizers moving together, shown at a few step counts: one
+    panel per entry of ``at``, each with every run's path up to that step, and
+    one legend below. ``runs`` maps a label to (optimizer, lr). Returns the
+    figure."""
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation
 
-    paths = {k: trajectory(surface, o, lr, steps) for k, (o, lr) in runs.items()}
-    fig, ax = plt.subplots(figsize=(4.6, 3.3), dpi=dpi)
-    plot_trajectories(surface, {}, ax=ax)
-    lines = [
-        ax.plot([], [], ".-", color=c, markersize=3, linewidth=1, label=k)[0]
-        for k, c in zip(paths, _colours(), strict=False)
-    ]
-    ax.legend(fontsize=7, loc="upper right")
-    per_frame = max(1, math.ceil(steps / frames))
-
-    def draw(i: int) -> list:
-        for line, path in zip(lines, paths.values(), strict=True):
-            shown = path[: i * per_frame + 1]
-            line.set_data(shown[:, 0], shown[:, 1])
-        ax.set_title(f"step {min(i * per_frame, steps)}", fontsize=9)
-        return lines
-
-    anim = FuncAnimation(fig, draw, frames=frames + 1, interval=150, blit=False)
-    html = animation_html(anim, name)
-    plt.close(fig)
-    return html
+    paths = {k: trajectory(surface, o, lr, max(at)) for k, (o, lr) in runs.items()}
+    fig, axes = plt.subplots(
+        1, len(at), figsize=(2.5 * len(at), 2.9), sharex=True, sharey=True
+    )
+    for ax, steps in zip(axes, at, strict=True):
+        shown = {k: p[: steps + 1] for k, p in paths.items()}
+        plot_trajectories(surface, shown, ax=ax, title=f"after {steps} steps")
+        ax.get_legend().remove()
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(runs), fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # room for the legend
+    return fig
 
 
 def trajectory_explorer(steps: int = 80) -> Any:
@@ -571,13 +558,13 @@ def plot_digits(images: Any, titles: Sequence[str], ncols: int = 8) -> Any:
     imgs = np.asarray(B.to_numpy(images)).reshape(len(titles), *images.shape[-2:])
     nrows = max(1, math.ceil(len(imgs) / ncols))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(1.2 * ncols, 1.45 * nrows), squeeze=False
-    )
+        nrows, ncols, figsize=(0.94 * ncols, 1.3 * nrows), squeeze=False
+    )  # 8 columns fit the page's 757 px at 100 dpi: titles stay 11 px
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, imgs, titles, strict=False):
         ax.imshow(img, cmap="gray_r")
-        ax.set_title(title, fontsize=7)
+        ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return fig
 

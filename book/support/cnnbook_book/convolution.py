@@ -24,7 +24,6 @@ import numpy as np
 
 from cnnbook.backend import device_of, namespace, to_numpy
 from cnnbook.functional import conv2d_forward, conv_output_size
-from cnnbook_book.show import animation_html
 
 __all__ = [
     "KERNELS",
@@ -43,9 +42,8 @@ __all__ = [
     "live_kernel_explorer",
     "live_step_explorer",
     "parse_kernel",
-    "settings_animation",
+    "settings_figure",
     "shift",
-    "step_animation",
     "step_explorer",
     "step_figure",
 ]
@@ -402,35 +400,40 @@ def kernel_explorer(image: Any):
     return w.VBox([w.HBox([controls, w.VBox([stride, padding, dilation])]), out])
 
 
-def settings_animation(image: Any, settings: list[dict], interval: int = 1500) -> str:
+def settings_figure(image: Any, settings: list[dict], ncols: int = 4):
     """image (H, W), settings: dicts of kernel (name or array), stride, padding,
-    dilation -> HTML of a JavaScript animation, one frame per setting: the kernel
-    explorer for a page without a Python kernel."""
+    dilation -> a figure with the input and one output per setting, side by side,
+    each titled with its setting and output size: the kernel explorer's states
+    for print (the live explorer above shows any setting)."""
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation
 
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3), dpi=60)
-
-    def frame(n):
-        s = settings[n]
-        name = s["kernel"] if isinstance(s["kernel"], str) else None
-        k = KERNELS[name] if name else s["kernel"]
-        _draw_settings(
-            axes,
-            image,
-            k,
-            s.get("stride", 1),
-            s.get("padding", 0),
-            s.get("dilation", 1),
-            name,
+    panels = len(settings) + 1
+    nrows = -(-panels // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.45 * ncols, 2.7 * nrows), dpi=72, squeeze=False
+    )
+    axes = axes.ravel()
+    axes[0].imshow(image, cmap="gray")
+    axes[0].set_title(f"input {image.shape[0]}×{image.shape[1]}", fontsize=10)
+    for ax, s in zip(axes[1:], settings, strict=False):
+        named = isinstance(s["kernel"], str)
+        name = s["kernel"] if named else "custom"
+        k = KERNELS[name] if named else np.asarray(s["kernel"])
+        stride, padding = s.get("stride", 1), s.get("padding", 0)
+        dilation = s.get("dilation", 1)
+        y = correlate2d(image, k, stride, padding, dilation)
+        ax.imshow(y, cmap="gray")
+        ax.set_title(
+            f"{name}\ns={stride} p={padding} d={dilation}: {y.shape[0]}×{y.shape[1]}",
+            fontsize=10,
         )
-        fig.tight_layout()
-        return []
-
-    anim = FuncAnimation(fig, frame, frames=len(settings), interval=interval)
-    html = animation_html(anim, "kernel_settings")
-    plt.close(fig)
-    return html
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[panels:]:  # the empty panels of the last row
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
 
 
 def live_kernel_explorer(
@@ -615,28 +618,3 @@ def live_step_explorer(x: Any, k: Any, stride: int = 1, padding: int = 0):
         '<p class="cnnbook-live-formula" aria-live="polite"></p>'
     )
     return HTML(live_html("convstep", payload, markup, "convolution step-through"))
-
-
-def step_animation(
-    x: Any, k: Any, stride: int = 1, padding: int = 0, interval: int = 1200
-) -> str:
-    """x (H, W), k (KH, KW) -> HTML of a JavaScript animation with one frame per
-    output value, in raster order (the step-through for a page without a kernel)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation
-
-    H, W = x.shape
-    KH, KW = k.shape
-    OW = conv_output_size(W, KW, stride, padding)
-    OH = conv_output_size(H, KH, stride, padding)
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), dpi=60)
-
-    def frame(n):
-        _draw_step(axes, x, k, stride, padding, n // OW, n % OW)
-        fig.tight_layout()
-        return []
-
-    anim = FuncAnimation(fig, frame, frames=OH * OW, interval=interval)
-    html = animation_html(anim, "conv_step")
-    plt.close(fig)
-    return html
