@@ -41,6 +41,7 @@ from urllib.parse import urljoin
 import pytest
 import yaml
 from book_pages import toc_pages, unavailable
+from cnnbook_book import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 # the built site; CNNBOOK_HTML measures another build (e.g. an older commit's)
@@ -370,6 +371,16 @@ def test_page_as_a_reader_sees_it(browser, base_url, allowlist, table, docname, 
                     f"{o['culprits'][:5]}"
                 )
         else:
+            # the figure rule (tests/test_book_figures.py) assumes this column width
+            column = page.evaluate(
+                "() => Math.max(0, ...[...document.querySelectorAll('.cell_output')]"
+                ".map(e => e.getBoundingClientRect().width))"
+            )
+            if column and column < figures.COLUMN_PX - 0.5:
+                problems.append(
+                    f"output column {column:.0f} px < figures.COLUMN_PX "
+                    f"{figures.COLUMN_PX}: the figure rule assumes more room"
+                )
             budget = {"max_bytes": MAX_BYTES, "max_requests": MAX_REQUESTS}
             for entry in allowlist["weight"]:
                 if entry["page"] == docname:

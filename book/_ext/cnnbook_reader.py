@@ -20,7 +20,8 @@ Each HTML page is adjusted where configuration alone cannot reach:
    (label-content-name-mismatch), so the label is dropped and the visible text names
    them; the frames of a JavaScript animation get alt text and its slider a name;
    bibliography entries use the deprecated ``doc-biblioentry`` role inside a
-   ``role="list"``, so they become ``listitem``.
+   ``role="list"``, so they become ``listitem``; the primary sidebar becomes a
+   landmark (``complementary``), so that no content lies outside one.
 5. The theme's colour mode defaults to ``auto`` (an empty mode is a console error).
 6. Live explorers (issue 11): a page whose body holds ``data-cnnbook-live="KIND"``
    (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``; no other page does.
@@ -247,6 +248,11 @@ FIXES = [
     # the launch menu's logos are fetched when the menu opens, not with every page
     (re.compile(r'(<img alt="(?:Binder|Colab|JupyterHub) logo")'),
      r'\1 loading="lazy"'),
+    # the primary sidebar (book title, table of contents) as a landmark: axe's
+    # "region" rule wants all content inside one
+    (re.compile(r'(<div id="pst-primary-sidebar" class="bd-sidebar-primary '
+                r'bd-sidebar")>'),
+     r'\1 role="complementary" aria-label="Book title and contents">'),
     # bibliography: children of role="list" must be list items
     (re.compile(r'role="doc-biblioentry"'), 'role="listitem"'),
 ]  # fmt: skip

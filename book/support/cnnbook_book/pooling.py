@@ -315,7 +315,7 @@ def states_grid(image: np.ndarray, states: Sequence[tuple[int, int, str]]) -> An
         y = pool(x, kind, k, s)[0, 0]
         _show_pooled(ax, y, (H, W), k, s)
         ax.set_facecolor("tab:blue")
-        ax.set_title(f"{kind} k={k} s={s}: {y.shape[0]}×{y.shape[1]}", fontsize=8)
+        ax.set_title(f"{kind} k={k} s={s}: {y.shape[0]}×{y.shape[1]}", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
