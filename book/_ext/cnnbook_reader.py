@@ -23,7 +23,9 @@ Each HTML page is adjusted where configuration alone cannot reach:
    ``role="list"``, so they become ``listitem``; the primary sidebar becomes a
    landmark (``complementary``), so that no content lies outside one.
 5. The theme's colour mode defaults to ``auto`` (an empty mode is a console error).
-6. Live explorers (issue 11): a page whose body holds ``data-cnnbook-live="KIND"``
+6. Code cells carry ``id="code-cell-N"`` (their number among the chapter's code
+   cells), the targets of the conclusion's links to the cell that checks a claim.
+7. Live explorers (issue 11): a page whose body holds ``data-cnnbook-live="KIND"``
    (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``; no other page does.
    An ipywidgets explorer in a cell tagged ``jupyter-only`` (one whose live
    counterpart is on the page) is replaced by a note saying where it runs: its saved
@@ -36,6 +38,7 @@ The stylesheet ``cnnbook-reader.css`` and script ``cnnbook-reader.js`` in
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 
@@ -144,8 +147,7 @@ def page_widgets(app, pagename, templatename, context, doctree):
         scripts[:] = [
             js
             for js in scripts
-            if js.filename not in manager
-            and js.attributes.get("type") != WIDGET_STATE
+            if js.filename not in manager and js.attributes.get("type") != WIDGET_STATE
         ]
         return
     if any(
@@ -258,10 +260,21 @@ FIXES = [
 ]  # fmt: skip
 
 
+CODE_CELL = re.compile(r'<div class="cell(?: [^"]*)? docutils container"')
+
+
+def number_cells(page_html: str) -> str:
+    """Each code cell gets ``id="code-cell-N"``, N its number among the chapter's
+    code cells (the ``In [n]`` of a notebook run from the top): the conclusion's
+    claims table links to the cell that checks each claim."""
+    count = itertools.count(1)
+    return CODE_CELL.sub(lambda m: f'{m[0]} id="code-cell-{next(count)}"', page_html)
+
+
 def finish(page_html: str) -> str:
     for pattern, replacement in FIXES:
         page_html = pattern.sub(replacement, page_html)
-    return page_html
+    return number_cells(page_html)
 
 
 # pydata-sphinx-theme loads Sphinx's search (searchtools.js, language_data.js and the

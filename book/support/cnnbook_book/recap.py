@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 __all__ = [
     "Claim",
+    "cell_link",
     "claims",
     "claims_html",
     "claims_per_chapter",
@@ -253,13 +254,25 @@ def section_link(chapter: str, section: str, title: str) -> str:
     return f"{chapter}.html#{make_id(text)}"
 
 
+def cell_link(chapter: str, cell: int) -> str:
+    """The address of code cell ``cell`` (1-based among the chapter's code cells)
+    in the built page: ``book/_ext/cnnbook_reader.py`` numbers the cells there.
+
+    >>> cell_link("pooling", 12)
+    'pooling.html#code-cell-12'
+    """
+    return f"{chapter}.html#code-cell-{cell}"
+
+
 def claims_html(found: Iterable[Claim], width: int = 70) -> str:
-    """An HTML table: chapter title, section (linked), code cell (``In [n]``),
+    """An HTML table: chapter title, section (linked), code cell (``In [n]``,
+    linked to the cell),
     asserts, the claim in words (else the first assert, as code; shortened to
     ``width`` characters) and, flagged, the condition an assert depends on."""
     rows = []
     for c in found:
         href = html.escape(section_link(c.chapter, c.section, c.title))
+        cell_href = html.escape(cell_link(c.chapter, c.cell))
         if c.claim:
             claim = html.escape(_short(c.claim, width))
         else:
@@ -273,7 +286,7 @@ def claims_html(found: Iterable[Claim], width: int = 70) -> str:
             "<tr>"
             f"<td>{html.escape(c.title)}</td>"
             f'<td><a href="{href}">{html.escape(c.section)}</a></td>'
-            f'<td style="text-align:right">{c.cell}</td>'
+            f'<td style="text-align:right"><a href="{cell_href}">{c.cell}</a></td>'
             f'<td style="text-align:right">{c.asserts}</td>'
             f"<td>{claim}</td>"
             "</tr>"
