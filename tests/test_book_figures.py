@@ -84,5 +84,7 @@ def test_png_record_round_trip_and_rule():
     width, dpi, size = figures.png_facts(buf.getvalue())
     assert (width, round(dpi), size) == (500, 100, 7.5)
     # 7.5 pt at 100 dpi is 10.4 px in a 500 px figure; in a 1514 px one, half that
-    assert figures.text_css_px(size, dpi, width) == pytest.approx(7.5 * 100 / 72, rel=1e-4)
+    assert figures.text_css_px(size, dpi, width) == pytest.approx(
+        7.5 * 100 / 72, rel=1e-4
+    )
     assert figures.text_css_px(size, dpi, 2 * figures.COLUMN_PX) < figures.MIN_TEXT_PX
