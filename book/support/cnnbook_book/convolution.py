@@ -35,8 +35,10 @@ __all__ = [
     "dilate_kernel",
     "explorer_figure",
     "fft_convolve2d",
+    "filter_volume_figure",
     "flip",
     "gaussian_kernel",
+    "im2col_layout_figure",
     "kernel_explorer",
     "kernel_text",
     "live_kernel_explorer",
@@ -618,3 +620,100 @@ def live_step_explorer(x: Any, k: Any, stride: int = 1, padding: int = 0):
         '<p class="cnnbook-live-formula" aria-live="polite"></p>'
     )
     return HTML(live_html("convstep", payload, markup, "convolution step-through"))
+
+
+def filter_volume_figure(C: int = 3, H: int = 6, K: int = 3, at=(1, 2)):
+    """A figure of one filter (C, K, K) on an input volume (C, H, H): the window
+    it covers at output position ``at`` = (i, j) (stride 1, no padding), and the
+    one output value y[f, i, j] it makes on the (H − K + 1)² map."""
+    import matplotlib.pyplot as plt
+
+    i, j = at
+    O = H - K + 1
+    volume = np.ones((H, H, C), dtype=bool)  # axes: column, row, channel
+    window = np.zeros_like(volume)
+    window[j : j + K, H - i - K : H - i, :] = True  # rows drawn from the top
+    fig = plt.figure(figsize=(10, 3.8), dpi=72)
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    # two calls, so that the window's faces count as outer faces and are drawn
+    ax.voxels(volume & ~window, facecolors=(0.6, 0.75, 0.9, 0.2),
+              edgecolor=(0.2, 0.2, 0.2, 0.25), lw=0.3)  # fmt: skip
+    ax.voxels(window, facecolors=(1.0, 0.55, 0.1, 0.95), edgecolor="k", lw=0.4)
+    ax.set_box_aspect((H, H, C))
+    ax.view_init(elev=24, azim=-60)
+    ax.set_axis_off()
+    ax.set_title(
+        f"input C×H×W = {C}×{H}×{H}; one filter's window C×K×K = {C}×{K}×{K}",
+        fontsize=11,
+    )
+    out = fig.add_subplot(1, 2, 2)
+    grid = np.zeros((O, O))
+    grid[i, j] = 1
+    out.imshow(grid, cmap="Oranges", vmin=0, vmax=1.4)
+    out.set_xticks(range(O))
+    out.set_yticks(range(O))
+    out.set_title(
+        f"output map {O}×{O}: the window's {C * K * K} products\n"
+        f"sum to the one value y[f, {i}, {j}]",
+        fontsize=11,
+    )
+    out.set_xlabel("j")
+    out.set_ylabel("i")
+    fig.tight_layout()
+    return fig
+
+
+def im2col_layout_figure(C: int = 2, H: int = 4, K: int = 3, at=(0, 1)):
+    """A figure of im2col's columns for one image (C, H, H) whose pixel values are
+    their own flat indices, stride 1, no padding: left, the window of output
+    position ``at``; right, the matrix (C·K·K, OH·OW), rows (c, u, v), that
+    window's column outlined."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from cnnbook.functional import conv2d_forward
+
+    x = np.arange(C * H * H, dtype=np.float64).reshape(1, C, H, H)
+    w = np.zeros((1, C, K, K))
+    _, cache = conv2d_forward(x, w)
+    cols = np.asarray(cache.cols)  # (C·K·K, OH·OW)
+    O = H - K + 1
+    i, j = at
+    column = i * O + j
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(10, 5.4), dpi=72, gridspec_kw={"width_ratios": [1, 1.3]}
+    )
+    left.imshow(np.hstack([x[0, c] for c in range(C)]), cmap="Blues", alpha=0.5)
+    for c in range(C):
+        for (r, q), v in np.ndenumerate(x[0, c]):
+            left.text(q + c * H, r, f"{v:g}", ha="center", va="center", fontsize=10)
+        left.add_patch(
+            Rectangle((c * H + j - 0.5, i - 0.5), K, K, fill=False, ec="tab:orange",
+                      lw=3)
+        )  # fmt: skip
+        left.text(c * H + H / 2 - 0.5, H - 0.2, f"channel {c}", ha="center",
+                  va="top", fontsize=10)  # fmt: skip
+    left.set_title(f"input, {C} channels of {H}×{H}: window of output ({i}, {j})",
+                   fontsize=11)  # fmt: skip
+    left.axis("off")
+    right.imshow(cols, cmap="Blues", alpha=0.5, aspect="auto")
+    for (r, q), v in np.ndenumerate(cols):
+        right.text(q, r, f"{v:g}", ha="center", va="center", fontsize=9)
+    right.add_patch(
+        Rectangle((column - 0.5, -0.5), 1, len(cols), fill=False, ec="tab:orange",
+                  lw=3)
+    )  # fmt: skip
+    for c in range(1, C):
+        right.axhline(c * K * K - 0.5, color="k", lw=1)
+    right.set_yticks(range(len(cols)))
+    right.set_yticklabels(
+        [f"c{c} ({u},{v})" for c in range(C) for u in range(K) for v in range(K)],
+        fontsize=9,
+    )
+    right.set_xticks(range(O * O))
+    right.set_xticklabels([f"({a},{b})" for a in range(O) for b in range(O)],
+                          fontsize=9)  # fmt: skip
+    right.set_xlabel("output position (i, j): one column each")
+    right.set_title(f"cols: {len(cols)} rows (c, u, v) × {O * O} columns", fontsize=11)
+    fig.tight_layout()
+    return fig
