@@ -667,8 +667,9 @@ class OneCycleLR(_Scheduler):
 # one registry of update rules and one of schedules, by name
 # ---------------------------------------------------------------------------
 #: Update rules by name: plain SGD, SGD with momentum μ = 0.9 (heavy ball),
-#: the same with Nesterov's look-ahead, Adam (β = 0.9, 0.999), AdamW.
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+#: the same with Nesterov's look-ahead, AdaGrad, RMSprop (α = 0.99), Adam
+#: (β = 0.9, 0.999), AdamW.
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 
 #: Learning-rate schedules by name (see :func:`make_scheduler`).
 SCHEDULES = ("onecycle", "cosine", "step", "none")
@@ -690,6 +691,10 @@ def make_optimizer(
         return SGD(params, lr, momentum=0.9, weight_decay=weight_decay)
     if name == "nesterov":
         return SGD(params, lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if name == "adagrad":
+        return Adagrad(params, lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return RMSprop(params, lr, weight_decay=weight_decay)
     if name == "adam":
         return Adam(params, lr, weight_decay=weight_decay)
     if name == "adamw":

@@ -189,8 +189,12 @@ def test_make_optimizer_and_scheduler():
     nesterov = optim.make_optimizer("nesterov", params, 0.1)
     assert nesterov.nesterov and nesterov.momentum == 0.9
     assert optim.make_optimizer("momentum", params, 0.1).momentum == 0.9
+    rms = optim.make_optimizer("rmsprop", params, 0.01, 1e-4)
+    assert isinstance(rms, optim.RMSprop) and rms.alpha == 0.99
+    assert rms.weight_decay == 1e-4
+    assert isinstance(optim.make_optimizer("adagrad", params, 0.1), optim.Adagrad)
     with pytest.raises(ValueError, match="unknown optimizer"):
-        optim.make_optimizer("rmsprop", params, 0.1)
+        optim.make_optimizer("lion", params, 0.1)
     assert isinstance(
         optim.make_scheduler("cosine", sgd, 5, 10), optim.CosineAnnealingLR
     )
