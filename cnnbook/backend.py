@@ -153,6 +153,11 @@ def default_device(backend: str | None = None) -> Any:
 # ----------------------------------------------------------------------------
 # taking the namespace from the inputs
 # ----------------------------------------------------------------------------
+def _article(word: str) -> str:
+    """ "an" before a vowel, else "a" (``an array_api_strict array``)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def namespace(op: str, **arrays: Any) -> Any:
     """Return the array namespace shared by ``arrays`` (``None`` values skipped).
 
@@ -176,7 +181,8 @@ def namespace(op: str, **arrays: Any) -> Any:
         lib = _library_name(given[name])
         if lib != lib0:
             raise TypeError(
-                f"{op}: {first} is a {lib0} array but {name} is a {lib} array; "
+                f"{op}: {first} is {_article(lib0)} {lib0} array but {name} is "
+                f"{_article(lib)} {lib} array; "
                 f"move both to one backend (cnnbook.to_numpy, model.to(...))"
             )
     dev0 = array_api_compat.device(given[first])
