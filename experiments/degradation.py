@@ -7,9 +7,11 @@ and 1 or 3 basic blocks per stage (8 and 20 weight layers) and its plain twin
 network is trained identically (SGD with Nesterov momentum 0.9, learning rate
 0.05, batch 64, float64) until its training loss plateaus
 (:func:`experiments.runner.plateaued`: the best loss of the last 5 epochs
-beats the best before by less than max(2 %, 0.001)) or 60 epochs. The
-training loss and error are then measured in evaluation mode on the training
-data; He et al. find plain-56 above plain-20 and ResNet-56 below ResNet-20.
+beats the best before by less than max(2 %, 0.001)); there the learning rate
+is divided by 10, as He et al. do, and training goes on to the next plateau
+(or 60 epochs in all). The training loss and error are then measured in
+evaluation mode on the training data; He et al. find plain-56 above plain-20
+and ResNet-56 below ResNet-20.
 
     python -m experiments.degradation --seeds 0 1 2
 """
@@ -37,7 +39,13 @@ CONFIG = {
     "batch_size": 64,
     "dtype": "float64",
     "max_epochs": 60,
-    "plateau": {"window": 5, "rel_tol": 0.02, "abs_tol": 1e-3},
+    "plateau": {
+        "window": 5,
+        "rel_tol": 0.02,
+        "abs_tol": 1e-3,
+        "drops": 1,
+        "factor": 10.0,
+    },
     "lr_choice": "the chapter's 0.05 for every network (He et al. train plain "
     "and residual networks with one recipe); not tuned",
 }
@@ -76,6 +84,8 @@ def run_one(kind: str, blocks: int, seed: int, data, config=CONFIG) -> dict:
         "seed": seed,
         "epochs": len(history),
         "plateau_epoch": stop.epoch,
+        "lr_drop_epochs": list(stop.drop_epochs),
+        "lr_per_epoch": list(history.lr),
         "diverged": diverged,
         "curves": R.curves(history),
         "final_train": final_train,

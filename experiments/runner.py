@@ -98,17 +98,45 @@ def plateaued(
 
 class Plateau:
     """A :func:`cnnbook.train.fit` callback: stop when the training loss
-    (mean over each epoch) has plateaued (:func:`plateaued`)."""
+    (mean over each epoch) has plateaued (:func:`plateaued`).
 
-    def __init__(self, window: int, rel_tol: float, abs_tol: float):
+    With ``drops`` > 0, each of the first ``drops`` plateaus instead divides
+    the optimizer's learning rate by ``factor`` (He et al. divide it by 10
+    twice; here at plateaus rather than at fixed iterations), and the rule
+    then looks only at the epochs since the last drop. :func:`train` attaches
+    the optimizer. ``drop_epochs`` and ``epoch`` record where it acted.
+    """
+
+    def __init__(
+        self,
+        window: int,
+        rel_tol: float,
+        abs_tol: float,
+        drops: int = 0,
+        factor: float = 10.0,
+    ):
         self.window, self.rel_tol, self.abs_tol = window, rel_tol, abs_tol
-        self.epoch: int | None = None  # where the plateau was detected
+        self.drops, self.factor = drops, factor
+        self.optimizer: optim.Optimizer | None = None
+        self.drop_epochs: list[int] = []
+        self.epoch: int | None = None  # where training stopped at a plateau
+
+    def attach(self, optimizer: optim.Optimizer) -> None:
+        self.optimizer = optimizer
 
     def __call__(self, epoch: int, history: History) -> bool:
-        if plateaued(history.train_loss, self.window, self.rel_tol, self.abs_tol):
-            self.epoch = epoch
-            return True
-        return False
+        start = self.drop_epochs[-1] if self.drop_epochs else 0
+        losses = history.train_loss[start:]
+        if not plateaued(losses, self.window, self.rel_tol, self.abs_tol):
+            return False
+        if len(self.drop_epochs) < self.drops:
+            if self.optimizer is None:
+                raise RuntimeError("Plateau: drops need an optimizer (attach it)")
+            self.optimizer.lr = self.optimizer.lr / self.factor
+            self.drop_epochs.append(epoch)
+            return False
+        self.epoch = epoch
+        return True
 
 
 def _batches(data: Arrays, dtype: Any) -> D.DataLoader:
@@ -153,6 +181,8 @@ def train(
         dtype=dtype,
     )
     opt = optim.make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    if hasattr(stop, "attach"):
+        stop.attach(opt)  # a Plateau that lowers the learning rate
     callbacks = [stop] if stop is not None else []
     try:
         history = T.fit(

@@ -22,6 +22,7 @@ if (
 ):  # experiments/ is a folder of the repository, not installed
     sys.path.insert(0, str(ROOT))
 
+from cnnbook.history import History  # noqa: E402
 from experiments import batch_norm, degradation, regularization  # noqa: E402
 from experiments import runner as R  # noqa: E402
 
@@ -109,22 +110,46 @@ def test_summaries_follow_from_the_runs(stored):
             assert s["test_accuracy"] == pytest.approx(expected)
 
 
+class _Optimizer:
+    lr = 0.05
+
+
+def _replay(losses, plateau):
+    """Feed a stored training-loss curve to a fresh Plateau, epoch by epoch:
+    -> (epochs trained, the Plateau, the learning rate of every epoch)."""
+    opt, stop, history, lrs = _Optimizer(), R.Plateau(**plateau), History(), []
+    stop.attach(opt)
+    for epoch, loss in enumerate(losses, start=1):
+        lrs.append(opt.lr)
+        history.train_loss.append(loss)
+        if stop(epoch, history):
+            break
+    return epoch, stop, lrs
+
+
 def test_degradation_runs_stopped_at_the_plateau_or_the_cap():
     res = R.load_result("degradation")
     cfg = res["config"]
     for r in res["runs"]:
-        losses = r["curves"]["train_loss"]
-        # the first epoch at which the rule holds is where training stopped
-        first = next(
-            (
-                e
-                for e in range(1, len(losses) + 1)
-                if R.plateaued(losses[:e], **cfg["plateau"])
-            ),
-            None,
-        )
-        assert first == r["plateau_epoch"]
-        assert r["epochs"] == (first if first is not None else cfg["max_epochs"])
+        epochs, stop, lrs = _replay(r["curves"]["train_loss"], cfg["plateau"])
+        assert epochs == r["epochs"] == len(r["curves"]["train_loss"])
+        assert stop.epoch == r["plateau_epoch"]  # None: stopped by the cap
+        if stop.epoch is None:
+            assert r["epochs"] == cfg["max_epochs"]
+        assert stop.drop_epochs == r["lr_drop_epochs"]
+        assert lrs == pytest.approx([cfg["lr"] / 0.05 * v for v in r["lr_per_epoch"]])
+
+
+def test_plateau_lowers_the_rate_then_stops():
+    losses = [1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1]
+    epochs, stop, lrs = _replay(
+        losses, dict(window=2, rel_tol=0.02, abs_tol=0.0, drops=1, factor=10.0)
+    )
+    assert stop.drop_epochs == [4]  # epochs 3-4 did not beat 0.5
+    assert lrs[:4] == [0.05] * 4 and lrs[4:] == pytest.approx([0.005] * (epochs - 4))
+    assert stop.epoch == epochs == 10  # after the drop, 9-10 did not beat 8's 0.1
+    with pytest.raises(RuntimeError, match="attach"):
+        R.Plateau(2, 0.02, 0.0, drops=1)(4, History(train_loss=[1.0, 0.5, 0.5, 0.5]))
 
 
 def test_batch_norm_rates_were_chosen_on_validation():
