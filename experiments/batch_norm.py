@@ -35,7 +35,7 @@ CONFIG = {
     "batch_size": 64,
     "dtype": "float64",
     "epochs": 12,
-    "lr_grid": [0.01, 0.03, 0.1, 0.3],
+    "lr_grid": [0.003, 0.01, 0.03, 0.1, 0.3],
     "lr_choice": "lowest mean validation loss after the last epoch over the "
     "grid seeds; a diverged run counts as infinite loss",
     "loss_threshold": 0.1,
