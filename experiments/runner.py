@@ -7,10 +7,12 @@ Notation: X (N, 1, 8, 8) float in [0, 1], y (N,) int64 (scikit-learn's digits).
   set carved from the training part (:func:`cnnbook.data.train_val_split`).
   Every choice is made on the validation set; the test set is evaluated once
   per trained network, after training, and never used to choose anything.
-- :func:`train`: seeded training with :func:`cnnbook.train.fit` in float64
-  (the result then does not depend on a BLAS library's summation order at
-  the digits the experiments compare); :class:`Plateau` stops it when the
-  training loss has stopped improving (:func:`plateaued`).
+- :func:`train`: seeded training with :func:`cnnbook.train.fit` in float64 on
+  one BLAS thread; :class:`Plateau` stops it when the training loss has
+  stopped improving (:func:`plateaued`). Training is chaotic: even in float64
+  another BLAS kernel changes a 20-layer plain network's path after some 20
+  epochs, so stored runs reproduce only under the pinned arithmetic
+  (``scripts/pinned_arithmetic.sh``, which :func:`arithmetic` records).
 - :func:`summary`: mean ± spread over seeds; :func:`provenance`: the command,
   seeds, versions, git commit and arithmetic settings;
   :func:`write_result`: the JSON file, written atomically.
