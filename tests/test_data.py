@@ -255,3 +255,52 @@ def test_crop_flip_compose_and_loader_augmentation():
     )
     np.testing.assert_array_equal(B.to_numpy(next(iter(loader))[0]), x[..., ::-1])
     assert "RandomHorizontalFlip(p=1.0)" in repr(loader)
+
+
+def test_train_val_split_is_stratified_disjoint_and_seeded():
+    (X, y), _ = D.digits()
+    (X_tr, y_tr), (X_val, y_val) = D.train_val_split(X, y, 0.2, seed=0)
+    assert len(X_tr) + len(X_val) == len(X) and X_val.shape[1:] == X.shape[1:]
+    # each class keeps its proportion (to the rounding of one sample)
+    expected = np.round(np.bincount(y) * 0.2)
+    np.testing.assert_allclose(np.bincount(y_val), expected, atol=1)
+    # disjoint, together the whole training set, labels still attached
+    rows = {r.tobytes(): lab for r, lab in zip(X.reshape(len(X), -1), y, strict=True)}
+    val_rows = {r.tobytes() for r in X_val.reshape(len(X_val), -1)}
+    assert not any(r.tobytes() in val_rows for r in X_tr.reshape(len(X_tr), -1))
+    for r, lab in zip(X_val.reshape(len(X_val), -1), y_val, strict=True):
+        assert rows[r.tobytes()] == lab
+    assert len(set(y_val[:20].tolist())) > 3  # not sorted by class
+    (_, y_tr2), (X_val2, _) = D.train_val_split(X, y, 0.2, seed=0)
+    np.testing.assert_array_equal(X_val, X_val2)
+    np.testing.assert_array_equal(y_tr, y_tr2)
+    (_, _), (X_val3, _) = D.train_val_split(X, y, 0.2, seed=1)
+    assert not np.array_equal(X_val, X_val3)
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "kw", "error", "match"),
+    [
+        (np.zeros((10, 2)), np.arange(9) % 2, {}, ValueError,
+         r"train_val_split: X has 10 samples \(shape \(10, 2\)\) but y has 9"),
+        (np.zeros((10, 2)), np.zeros((10, 1), int), {}, ValueError,
+         r"train_val_split: y must be 1-D labels \(N,\), got shape \(10, 1\)"),
+        (np.float64(1.0), np.zeros(1, int), {}, ValueError,
+         "train_val_split: X must have a sample axis"),
+        (np.zeros((10, 2)), np.linspace(0, 1, 10), {}, TypeError,
+         "train_val_split: y must hold integer class labels, got dtype float64"),
+        (np.zeros((10, 2)), np.arange(10) % 2, {"val_fraction": 1.0}, ValueError,
+         r"train_val_split: val_fraction must be a number in \(0, 1\), got 1.0"),
+        (np.zeros((10, 2)), np.arange(10) % 2, {"val_fraction": True}, ValueError,
+         "val_fraction must be a number"),
+        (np.zeros((10, 2)), np.arange(10) % 2, {"seed": 0.5}, TypeError,
+         "train_val_split: seed must be an int, got 0.5"),
+        (np.zeros((11, 2)), np.r_[np.arange(10) % 2, 2], {}, ValueError,
+         r"train_val_split: class 2 has 1 sample\(s\); val_fraction 0.2 puts none"),
+        (np.zeros((4, 2)), np.array([0, 0, 1, 1]), {"val_fraction": 0.8}, ValueError,
+         "puts all of them in the validation set"),
+    ],
+)  # fmt: skip
+def test_train_val_split_bad_input(X, y, kw, error, match):
+    with pytest.raises(error, match=match):
+        D.train_val_split(X, y, **kw)

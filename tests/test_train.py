@@ -173,6 +173,24 @@ def test_recipes_and_smoke_train(backend):
         R.train_recipe("lenet5", data="digits", epochs=1, progress=False)
 
 
+def test_train_recipe_can_watch_a_validation_split_instead_of_the_test_set():
+    from cnnbook import recipes as R
+
+    model, hist, test = R.train_recipe(
+        "resnet", data="digits", epochs=1, progress=False, val_fraction=0.2
+    )
+    (X, y), (X_test, y_test) = D.digits()
+    _, (X_val, y_val) = D.train_val_split(X, y, 0.2, seed=0)
+    # the history's last validation numbers are the final model on the val split
+    val = T.evaluate(model, (X_val, y_val))
+    assert hist.val_acc[-1] == pytest.approx(val["accuracy"])
+    assert hist.val_loss[-1] == pytest.approx(val["loss"], rel=1e-5)
+    assert test == T.evaluate(model, D.DataLoader(X_test, y_test, 500))
+    assert hist.val_acc[-1] != pytest.approx(test["accuracy"])  # not the test set
+    with pytest.raises(ValueError, match="train_val_split: val_fraction"):
+        R.train_recipe("resnet", data="digits", epochs=1, val_fraction=1.5)
+
+
 def test_fit_leaves_the_first_layers_input_grad_alone(small_digits):
     """Skipping dx of the first layer is the model's documented choice
     (``Conv2d(input_grad=...)``); fit neither sets nor resets it."""

@@ -17,12 +17,20 @@ pixels between neighbouring units) after layer l.
   over :func:`cnnbook.train.fit`; :func:`first_epoch_below` reads a history.
 - :func:`draw_grid`, :func:`explorer`: the gradient-norm explorer (ipywidgets)
   and its static counterpart, a grid of small multiples.
+- :func:`load_experiment`, :func:`experiment`: the full versions of the training
+  experiments (the repository's ``experiments/``): their stored results, and
+  their code, to re-run a reduced version live.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
+import sys
 from collections.abc import Callable, Sequence
 from itertools import product
+from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,11 +52,13 @@ __all__ = [
     "degradation",
     "draw_grid",
     "draw_norms",
+    "experiment",
     "explorer",
     "first_epoch_below",
     "gradient_footprint",
     "gradient_grid",
     "layer_geometry",
+    "load_experiment",
     "receptive_fields",
     "regularization",
     "train_model",
@@ -529,3 +539,31 @@ def explorer(
 
     out = w.interactive_output(show, controls)
     return w.VBox([*controls.values(), out])
+
+
+# ----------------------------------------------------------------------------
+# the full experiments: experiments/ in the repository
+# ----------------------------------------------------------------------------
+#: The repository's experiments folder (scripts and ``results/``).
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+
+
+def load_experiment(name: str) -> dict[str, Any]:
+    """The stored result ``experiments/results/<name>.json``: provenance,
+    configuration, per-seed runs and the summary (mean ± spread)."""
+    path = EXPERIMENTS / "results" / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"load_experiment: no stored result {path}; run "
+            f"`bash experiments/run_all.sh {name}` from the repository root"
+        )
+    return json.loads(path.read_text())
+
+
+def experiment(name: str) -> ModuleType:
+    """The module ``experiments.<name>`` (not installed: the repository root
+    is put on ``sys.path``), to re-run part of an experiment live."""
+    root = str(EXPERIMENTS.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"experiments.{name}")
