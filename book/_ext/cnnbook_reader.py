@@ -23,7 +23,8 @@ Each HTML page is adjusted where configuration alone cannot reach:
    ``role="list"``, so they become ``listitem``.
 5. The theme's colour mode defaults to ``auto`` (an empty mode is a console error).
 6. Live explorers (issue 11): a page whose body holds ``data-cnnbook-live="KIND"``
-   (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``; no other page does.
+   (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``, after
+   ``_static/explorers/common.js`` (helpers the scripts share); no other page does.
    An ipywidgets explorer in a cell tagged ``jupyter-only`` (one whose live
    counterpart is on the page) is replaced by a note saying where it runs: its saved
    controls would do nothing here. A page left with no widget loses the manager.
@@ -197,13 +198,20 @@ def replace_jupyter_only(body: str) -> str:
 
 
 LIVE = re.compile(r'data-cnnbook-live="([a-z_]+)"')
+COMMON = "common"  # _static/explorers/common.js: shared by the explorers' scripts
 
 
 def add_live_explorers(context, body: str) -> None:
-    """The script of each kind of live explorer the page holds, once, deferred."""
+    """The script of each kind of live explorer the page holds, once, deferred,
+    after the helpers they share (deferred scripts run in document order)."""
     from sphinx.builders.html._assets import _JavaScript
 
-    for kind in sorted(set(LIVE.findall(body))):
+    kinds = sorted(set(LIVE.findall(body)))
+    if kinds:
+        context["script_files"].append(
+            _JavaScript(f"_static/explorers/{COMMON}.js", defer="defer")
+        )
+    for kind in kinds:
         context["script_files"].append(
             _JavaScript(f"_static/explorers/{kind}.js", defer="defer")
         )
