@@ -734,13 +734,17 @@ def test_explorer_scripts_are_small_and_only_where_used(base_url):  # noqa: F811
     assert scripts, f"no explorer scripts in {EXPLORERS}"
     total = sum(p.stat().st_size for p in scripts)
     assert total <= MAX_SCRIPT_BYTES, f"explorer scripts weigh {total:,} bytes"
+    # common.js: the helpers of the scripts that call window.cnnbookLive
+    users = {p.stem for p in scripts if "window.cnnbookLive" in p.read_text("utf-8")}
+    assert users >= {"act", "actstack", "gradnorm"}, users
     for page in HTML.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
+        kinds = set(re.findall(r'data-cnnbook-live="([a-z_]+)"', text))
         for script in scripts:
             loaded = f"_static/explorers/{script.name}" in text
             kind = script.stem
-            if kind == "common":  # the shared helpers: wherever any explorer is
-                used = re.search(r'data-cnnbook-live="[a-z_]+"', text) is not None
-            else:
-                used = f'data-cnnbook-live="{kind}"' in text
+            used = bool(kinds & users) if kind == "common" else kind in kinds
             assert loaded == used, (page.name, script.name, loaded, used)
+        if kinds & users:  # deferred scripts run in order: the helpers first
+            first = min(text.index(f"_static/explorers/{k}.js") for k in kinds & users)
+            assert text.index("_static/explorers/common.js") < first, page.name
