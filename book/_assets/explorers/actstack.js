@@ -1,8 +1,8 @@
 /* The deep-network explorer of the activations chapter, in the published page
  * (issue 11). Its states are precomputed: for every <div data-cnnbook-live=
  * "actstack"> (cnnbook_book.activations.live_stack_explorer) the JSON holds, per
- * (activation, initialisation, weight scale), the per-layer std, mean and share of
- * zeros of the activations, the std of the gradients and quantiles of the sampled
+ * (activation, initialisation, weight scale), the per-layer std and mean of the
+ * activations, the std of the gradients and quantiles of the sampled
  * activations, as cnnbook_book.activations.deep_stats computed them when the chapter
  * ran. The controls choose a state and a layer; the script draws the state and
  * prints the chosen layer's numbers. The last result is el.cnnbookLast for the
@@ -77,7 +77,7 @@
       });
       const i = layer - 1;
       const at = {
-        std: s.std[i], mean: s.mean[i], zeros: s.zeros[i], gradStd: s.grad_std[i],
+        std: s.std[i], mean: s.mean[i], gradStd: s.grad_std[i],
         quantiles: cfg.quantiles.map((_, k) => s.q[k * depth + i]),
       };
       const qs = cfg.quantiles.map((p, k) => `${Math.round(100 * p)} %: ${L.fmt(at.quantiles[k], 4)}`);
@@ -85,11 +85,11 @@
         `${act}, ${init} × ${scale}: std h_1 = ${L.fmt(s.std[0], 4)}, ` +
         `std h_${depth} = ${L.fmt(s.std[depth - 1], 4)}, grad h_1 = ${L.fmt(s.grad_std[0], 4)}\n` +
         `layer ${layer}: std = ${L.fmt(at.std, 4)}, mean = ${L.fmt(at.mean, 4)}, ` +
-        `zeros = ${(100 * at.zeros).toFixed(1)} %, gradient std = ${L.fmt(at.gradStd, 4)}\n` +
+        `gradient std = ${L.fmt(at.gradStd, 4)}\n` +
         `quantiles ${qs.join(", ")}`;
       el.cnnbookLast = {
         activation: act, init, scale, layer, depth, std: s.std, gradStd: s.grad_std,
-        mean: s.mean, zeros: s.zeros, at, text: out.textContent,
+        mean: s.mean, at, text: out.textContent,
       };
     }
 
