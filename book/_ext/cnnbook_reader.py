@@ -173,7 +173,7 @@ JUPYTER_ONLY_CELL = re.compile(r'<div class="cell [^"]*\btag_jupyter-only\b')
 JUPYTER_ONLY_NOTE = (
     '<p class="cnnbook-jupyter-only">This explorer runs Python, so it works in '
     "Jupyter (<code>bash scripts/lab.sh</code> opens the chapters there); on this "
-    "page the live explorer beside it recomputes in your browser.</p>"
+    "page the explorer beside it runs in your browser.</p>"
 )
 
 
