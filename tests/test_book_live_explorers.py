@@ -11,15 +11,19 @@ Needs the built site, like ``test_book_reader.py``, whose fixtures this reuses.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urljoin
 
 import numpy as np
 import pytest
+from cnnbook_book import activations as A
+from cnnbook_book import deep as Dp
 from cnnbook_book.backprop import SURFACES, trajectory
 from cnnbook_book.live import decode_array
 from cnnbook_book.pooling import pool, shift
 from test_book_reader import HTML, OVERFLOW, WAIT_MATHJAX, base_url, browser  # noqa: F401
 
+from cnnbook.data import digits
 from cnnbook.functional import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -416,6 +420,278 @@ def test_pool_explorer_computes_what_the_package_computes(browser, base_url):  #
 
 
 # ----------------------------------------------------------------------------------
+# activations: f, f' and saturation (live); the deep network (precomputed states)
+# ----------------------------------------------------------------------------------
+def _check_curve(el, seen: list) -> dict:
+    last = _last(el)
+    x = np.linspace(-last["range"], last["range"], last["points"])
+    np.testing.assert_array_equal(np.array(last["x"]), x)
+    f, d = A.curve(last["activation"], x)
+    np.testing.assert_allclose(last["f"], f, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(last["d"], d, rtol=RTOL, atol=ATOL)
+    f0, d0 = A.curve(last["activation"], np.array([last["at"]], dtype=np.float64))
+    np.testing.assert_allclose([last["fAt"], last["dAt"]], [f0[0], d0[0]],
+                               rtol=RTOL, atol=ATOL)  # fmt: skip
+    flat = np.abs(d) < last["threshold"]
+    assert last["count"] == flat.sum(), (last["activation"], last["count"], flat.sum())
+    np.testing.assert_allclose(last["saturated"], flat.mean())
+    # the saturated intervals are the runs of flat grid points
+    edges = np.flatnonzero(np.diff(np.r_[0, flat.astype(int), 0]))
+    want = [[x[a], x[b - 1]] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    np.testing.assert_allclose(np.array(last["intervals"]).reshape(-1, 2),
+                               np.array(want).reshape(-1, 2))  # fmt: skip
+    text = el.locator(".cnnbook-live-formula").inner_text()
+    assert f"{100 * flat.mean():.1f} % of [−{last['range']:g}" in text, text
+    assert f"({flat.sum()} of {len(x)} points)" in text, text
+    seen.append(float(max(np.abs(np.array(last["f"]) - f).max(),
+                          np.abs(np.array(last["d"]) - d).max())))  # fmt: skip
+    return last
+
+
+def test_activation_explorer_computes_what_the_package_computes(browser, base_url):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, "book/activations", "act")
+    try:
+        seen: list[float] = []
+        first = _check_curve(el, seen)
+        assert first["activation"] == "gelu" and first["range"] == 6
+        # the chapter's table: GELU is flat (|f'| < 0.01) on 24.8 % of [-6, 6]
+        assert round(100 * first["saturated"], 1) == 24.8, first["saturated"]
+        names = el.evaluate(
+            "e => Array.from(e.querySelectorAll('select[name=activation] option'),"
+            " o => o.value)"
+        )
+        assert names == list(A.CURVES), names
+        for name in names:
+            _set(el, "activation", name)
+            for setting, values in {"range": [10, 2.5, 6], "threshold": [-1, -3.5, -2],
+                                    "at": [-4.2, 0, 1.35, 0.5]}.items():  # fmt: skip
+                for v in values:
+                    before = _last(el)
+                    _set(el, setting, v)
+                    last = _check_curve(el, seen)
+                    assert last["activation"] == name
+                    if setting == "range" or (setting == "at" and name != "relu"):
+                        assert (last["f"], last["fAt"]) != (
+                            before["f"],
+                            before["fAt"],
+                        ), f"{name}: {setting}={v} changed nothing"
+        # the threshold moves the shaded region of the sigmoid
+        _set(el, "activation", "sigmoid")
+        shares = []
+        for v in (-3, -2, -1):
+            _set(el, "threshold", v)
+            shares.append(_check_curve(el, seen)["saturated"])
+        assert shares[0] < shares[1] < shares[2], shares
+        # keyboard
+        for name, key in (("range", "ArrowLeft"), ("threshold", "ArrowRight"),
+                          ("at", "ArrowRight")):  # fmt: skip
+            el.locator(f'input[name="{name}"]').focus()
+            before = _last(el)
+            page.keyboard.press(key)
+            last = _check_curve(el, seen)
+            assert last != before, (name, key)
+        el.locator('select[name="activation"]').focus()
+        page.keyboard.press("ArrowDown")
+        assert _last(el)["activation"] == "tanh"  # the one after sigmoid
+        _check_curve(el, seen)
+        # the canvas shows the plot: a blue curve, an orange one and grey shading
+        colours = el.evaluate(
+            """e => { const c = e.querySelector('canvas.curve');
+                      const d = c.getContext('2d')
+                        .getImageData(0, 0, c.width, c.height).data;
+                      const n = {blue: 0, orange: 0, grey: 0};
+                      for (let i = 0; i < d.length; i += 4) {
+                        const [r, b] = [d[i], d[i + 2]];
+                        if (r < 60 && b > 120) n.blue++;
+                        if (r > 150 && b < 60) n.orange++;
+                        if (Math.abs(r - b) < 4 && r > 180 && r < 235) n.grey++;
+                      }
+                      return n; }"""
+        )
+        assert min(colours.values()) > 50, colours
+        assert not errors, errors
+        print(f"activation explorer: {len(seen)} settings, largest |JS − package| "
+              f"{max(seen):.2e}")  # fmt: skip
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def digits_128():
+    return A.standardized_digits(128)[0]  # the chapter's X
+
+
+def test_deep_stack_explorer_shows_deep_stats(browser, base_url, digits_128):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, "book/activations", "actstack")
+    try:
+        note = el.locator(".cnnbook-live-note").inner_text()
+        assert "Precomputed" in note, note
+        payload = el.evaluate(
+            "e => JSON.parse(e.querySelector('script.cnnbook-live-data').textContent)"
+        )
+        scales = payload["scales"]
+        assert scales == [0.5, 1.0, 2.0, 3.0], scales
+        cache: dict = {}
+        seen: list[float] = []
+
+        def check():
+            last = _last(el)
+            key = (last["activation"], last["init"], last["scale"])
+            if key not in cache:
+                cache[key] = A.deep_stats(digits_128, 30, *key)
+            s = cache[key]
+            pairs = {"std": s.std, "gradStd": s.grad_std, "mean": s.mean}
+            for name, want in pairs.items():
+                got = np.array(last[name])
+                np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-30,
+                                           err_msg=f"{key} {name}")  # fmt: skip
+                rel = np.abs(got - want) / np.abs(want).clip(1e-300)
+                seen.append(float(rel.max()))
+            i = last["layer"] - 1
+            q = A.stack_quantiles(s)[:, i]
+            # to float32 on the layer's scale: GELU's far negative tail, x·(1 + erf)/2
+            # with 1 + erf a few ulps of 1, is rounding noise far below it
+            np.testing.assert_allclose(last["at"]["quantiles"], q, rtol=RTOL,
+                                       atol=RTOL * s.std[i], err_msg=key)  # fmt: skip
+            assert last["at"]["std"] == last["std"][i]
+            text = el.locator(".cnnbook-live-formula").inner_text()
+            assert f"layer {i + 1}: std = " in text and "std h_1 = " in text, text
+            return last
+
+        first = check()
+        assert (first["activation"], first["init"], first["scale"]) == ("relu", "he", 1)
+        assert first["layer"] == 30
+        for act in A.ACTIVATIONS:
+            _set(el, "activation", act)
+            for init in A.INITS:
+                _set(el, "init", init)
+                for k in (0, 3):
+                    before = _last(el)
+                    _set(el, "scale", k)
+                    last = check()
+                    assert last["scale"] == scales[k]
+                    if before["scale"] != last["scale"]:
+                        assert last["std"] != before["std"], "scale changed nothing"
+        for layer in (1, 15):
+            _set(el, "layer", layer)
+            assert check()["layer"] == layer
+        # the chapter's claim, read off the page: tanh, Glorot x 3 explodes its gradient
+        _set(el, "activation", "tanh")
+        _set(el, "init", "xavier")
+        _set(el, "scale", 3)
+        assert check()["gradStd"][0] > 100
+        # keyboard
+        for name, key in (("scale", "ArrowLeft"), ("layer", "ArrowRight")):
+            el.locator(f'input[name="{name}"]').focus()
+            before = _last(el)
+            page.keyboard.press(key)
+            last = check()
+            assert last[name] != before[name], (name, key)
+        el.locator('select[name="init"]').focus()
+        page.keyboard.press("ArrowDown")
+        assert _last(el)["init"] == "he"
+        check()
+        assert not errors, errors
+        print(f"deep-network explorer: {len(cache)} states, largest relative "
+              f"|page − deep_stats| {max(seen):.2e}")  # fmt: skip
+    finally:
+        ctx.close()
+
+
+# ----------------------------------------------------------------------------------
+# deep architectures: gradient norms (precomputed grid)
+# ----------------------------------------------------------------------------------
+def _js_exp(v: float) -> str:
+    """v as JavaScript's toExponential(2) writes it: 1.57e-1, 2.10e+0."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{v:.2e}")
+
+
+def _toggle(el, name: str, on: bool) -> None:
+    el.evaluate(
+        """(e, [name, on]) => { const c = e.querySelector(`[name="${name}"]`);
+             c.checked = on; c.dispatchEvent(new Event('change')); }""",
+        [name, on],
+    )
+
+
+def test_gradient_explorer_shows_gradient_norms(browser, base_url):  # noqa: F811
+    ctx, page, el, errors = _open(
+        browser, base_url, "book/deep_architectures", "gradnorm"
+    )
+    try:
+        assert "Precomputed" in el.locator(".cnnbook-live-note").inner_text()
+        (X, y), _ = digits(seed=0)
+        Xg, yg = X[:32], y[:32]  # the chapter's batch
+        seen: list[float] = []
+
+        def check():
+            last = _last(el)
+            want = Dp.gradient_norms(Xg, yg, last["activation"], last["batchNorm"],
+                                     last["skip"], last["depth"])  # fmt: skip
+            twin = Dp.gradient_norms(Xg, yg, last["activation"], last["batchNorm"],
+                                     not last["skip"], last["depth"])  # fmt: skip
+            np.testing.assert_allclose(last["norms"], want, rtol=RTOL)
+            np.testing.assert_allclose(last["twin"], twin, rtol=RTOL)
+            np.testing.assert_allclose(last["ratio"], want[0] / want[-1], rtol=RTOL)
+            text = el.locator(".cnnbook-live-formula").inner_text()
+            ratio = _js_exp(want[0] / want[-1])
+            assert f"layer 1 / layer {last['depth']} = {ratio}" in text, text
+            assert f"largest {_js_exp(want.max())} (layer {want.argmax() + 1})" in text
+            seen.append(float(np.max(np.abs(np.array(last["norms"]) - want) / want)))
+            return last
+
+        first = check()
+        assert (first["depth"], first["skip"], first["batchNorm"]) == (30, False, False)
+        settings = [("sigmoid", False, False, 10), ("sigmoid", False, True, 30),
+                    ("relu", True, True, 20), ("relu", True, False, 30),
+                    ("sigmoid", True, False, 20)]  # fmt: skip
+        for act, bn, skip, depth in settings:
+            before = _last(el)
+            _set(el, "activation", act)
+            _toggle(el, "batch_norm", bn)
+            _toggle(el, "skip", skip)
+            _set(el, "depth", str(depth))
+            last = check()
+            got = (last["activation"], last["batchNorm"], last["skip"], last["depth"])
+            assert got == (act, bn, skip, depth), got
+            assert last["norms"] != before["norms"]
+        # the chapter's claims, read off the page
+        _set(el, "activation", "sigmoid")
+        _toggle(el, "batch_norm", False)
+        _toggle(el, "skip", False)
+        _set(el, "depth", "30")
+        assert check()["ratio"] < 1e-12  # plain sigmoid: vanishing
+        _toggle(el, "skip", True)
+        assert check()["ratio"] > 1e-2  # skip connections stop it
+        # keyboard: space toggles a checkbox, arrows change a list
+        el.locator('input[name="skip"]').focus()
+        page.keyboard.press("Space")
+        assert check()["skip"] is False
+        el.locator('input[name="batch_norm"]').focus()
+        page.keyboard.press("Space")
+        assert check()["batchNorm"] is True
+        el.locator('select[name="depth"]').focus()
+        page.keyboard.press("ArrowUp")
+        assert check()["depth"] == 20
+        # the plot: the chosen setting in blue
+        blue = el.evaluate(
+            """e => { const c = e.querySelector('canvas.norms');
+                      const d = c.getContext('2d')
+                        .getImageData(0, 0, c.width, c.height).data;
+                      let n = 0;
+                      for (let i = 0; i < d.length; i += 4)
+                        if (d[i] < 60 && d[i + 2] > 120) n++;
+                      return n; }"""
+        )
+        assert blue > 100, blue
+        assert not errors, errors
+        print(f"gradient explorer: {len(seen)} settings, largest relative "
+              f"|page − package| {max(seen):.2e}")  # fmt: skip
+    finally:
+        ctx.close()
+
+
+# ----------------------------------------------------------------------------------
 # phone width, script weight
 # ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
@@ -425,6 +701,9 @@ def test_pool_explorer_computes_what_the_package_computes(browser, base_url):  #
         ("book/convolution", "convstep"),
         ("book/backprop", "optim"),
         ("book/pooling", "pool"),
+        ("book/activations", "act"),
+        ("book/activations", "actstack"),
+        ("book/deep_architectures", "gradnorm"),
     ],
 )
 def test_explorer_fits_a_phone(browser, base_url, docname, kind):  # noqa: F811
@@ -435,6 +714,10 @@ def test_explorer_fits_a_phone(browser, base_url, docname, kind):  # noqa: F811
         assert box["x"] >= 0 and box["x"] + box["width"] <= 391, box
         o = page.evaluate(OVERFLOW)
         assert o["scrollWidth"] <= o["vw"] + 1 and not o["culprits"], o
+        # plots draw their labels at 12 canvas px: at least 9 CSS px on the phone
+        for c in el.locator("canvas.plot").all():
+            scale = c.bounding_box()["width"] / c.evaluate("c => c.width")
+            assert 12 * scale >= 9, (kind, scale)
         assert not errors, errors
     finally:
         ctx.close()
@@ -445,10 +728,17 @@ def test_explorer_scripts_are_small_and_only_where_used(base_url):  # noqa: F811
     assert scripts, f"no explorer scripts in {EXPLORERS}"
     total = sum(p.stat().st_size for p in scripts)
     assert total <= MAX_SCRIPT_BYTES, f"explorer scripts weigh {total:,} bytes"
+    # common.js: the helpers of the scripts that call window.cnnbookLive
+    users = {p.stem for p in scripts if "window.cnnbookLive" in p.read_text("utf-8")}
+    assert users >= {"act", "actstack", "gradnorm"}, users
     for page in HTML.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
+        kinds = set(re.findall(r'data-cnnbook-live="([a-z_]+)"', text))
         for script in scripts:
             loaded = f"_static/explorers/{script.name}" in text
             kind = script.stem
-            used = f'data-cnnbook-live="{kind}"' in text
+            used = bool(kinds & users) if kind == "common" else kind in kinds
             assert loaded == used, (page.name, script.name, loaded, used)
+        if kinds & users:  # deferred scripts run in order: the helpers first
+            first = min(text.index(f"_static/explorers/{k}.js") for k in kinds & users)
+            assert text.index("_static/explorers/common.js") < first, page.name

@@ -47,7 +47,7 @@ def _app():
         nb_ipywidgets_js={"widgets-setup.js": {}, "html-manager/embed.js": {}},
         html_theme_options={"launch_buttons": {}},
     )
-    return SimpleNamespace(config=config)
+    return SimpleNamespace(config=config, srcdir=ROOT)
 
 
 def _context(state, view_id):
@@ -146,6 +146,18 @@ def test_a_live_explorer_loads_its_script_only_where_it_is():
     R.page_widgets(_app(), "book/intro", "page.html", plain, None)
     assert [js.filename for js in plain["script_files"]] == [
         "_static/cnnbook-reader.js"
+    ]
+
+
+def test_explorers_that_share_helpers_load_common_js_first():
+    body = "".join(f'<div data-cnnbook-live="{k}"></div>' for k in ("gradnorm", "conv"))
+    context = {"script_files": [], "body": body}
+    R.page_widgets(_app(), "book/x", "page.html", context, None)
+    added = [js.filename for js in context["script_files"]]
+    assert added == [
+        "_static/explorers/common.js",
+        "_static/explorers/conv.js",
+        "_static/explorers/gradnorm.js",
     ]
 
 

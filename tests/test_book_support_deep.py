@@ -152,6 +152,18 @@ def test_sigmoid_gradients_vanish_and_residuals_carry_them():
     assert set(grid) == {("sigmoid", bn, s, 12) for bn in (0, 1) for s in (0, 1)}
 
 
+def test_gradient_norms_is_one_cell_of_the_grid():
+    X, y = _batch(16)
+    grid = Dp.gradient_grid(X, y, depths=(3, 4), width=4)
+    for act, bn, skip, depth in [("relu", True, False, 3), ("sigmoid", False, True, 4)]:
+        one = Dp.gradient_norms(X, y, act, bn, skip, depth, width=4)
+        np.testing.assert_array_equal(one, grid[act, bn, skip, depth])
+    # a different setting gives different numbers
+    assert not np.array_equal(
+        grid["relu", True, False, 3], grid["relu", False, False, 3]
+    )
+
+
 # ----------------------------------------------------------------------------
 # training experiments
 # ----------------------------------------------------------------------------

@@ -80,3 +80,69 @@ def test_step_explorer_payload():
     assert f'{MARKER}="convstep"' in html and (p["stride"], p["padding"]) == (2, 1)
     np.testing.assert_array_equal(decode_array(p["x"]), x)
     assert 'name="i" min="0" max="2"' in html and 'name="j" min="0" max="2"' in html
+
+
+def test_curve_explorer_payload():
+    from cnnbook_book import activations as A
+
+    html = A.live_curve_explorer("tanh", threshold=0.001).data
+    assert f'{MARKER}="act"' in html
+    p = payload_of(html)
+    # the package's defaults travel to the script, not copies of them
+    assert p == {"points": 6001, "leaky_slope": 0.01, "elu_alpha": 1.0}
+    assert '<option value="tanh" selected>' in html
+    assert html.count("<option") == len(A.CURVES) == 7
+    assert 'name="threshold" min="-4" max="-0.5" step="0.1" value="-3.0"' in html
+    assert html.count("<label") == 4
+    with pytest.raises(ValueError, match="no activation"):
+        A.live_curve_explorer("swish")
+
+
+def test_stack_explorer_payload():
+    from cnnbook_book import activations as A
+
+    x = np.random.default_rng(0).normal(size=(16, 8))
+    states = {
+        (a, i, s): A.deep_stats(x, 3, a, i, s, width=8, samples=40)
+        for a in ("relu", "tanh")
+        for i in A.INITS
+        for s in (0.5, 1.0)
+    }
+    html = A.live_stack_explorer(states).data
+    assert f'{MARKER}="actstack"' in html and "Precomputed" in html
+    p = payload_of(html)
+    assert p["scales"] == [0.5, 1.0] and p["depth"] == 3
+    s = states["tanh", "he", 0.5]
+    got = p["states"]["tanh|he|0.5"]
+    np.testing.assert_array_equal(decode_array(got["std"]), s.std.astype("f4"))
+    np.testing.assert_array_equal(
+        decode_array(got["grad_std"]), s.grad_std.astype("f4")
+    )
+    q = decode_array(got["q"])
+    assert q.shape == (len(A.QUANTILES), 3)
+    np.testing.assert_array_equal(
+        q, np.quantile(s.samples, A.QUANTILES, axis=1).astype("f4")
+    )
+    assert html.count("<label") == 4
+    del states["relu", "he", 1.0]
+    with pytest.raises(ValueError, match="missing"):
+        A.live_stack_explorer(states)
+
+
+def test_gradient_explorer_payload():
+    from cnnbook_book import deep as Dp
+
+    X = np.random.default_rng(0).random((8, 1, 8, 8))
+    grid = Dp.gradient_grid(X, np.arange(8), depths=(2, 3), width=4)
+    html = Dp.live_gradient_explorer(grid).data
+    assert f'{MARKER}="gradnorm"' in html and "Precomputed" in html
+    p = payload_of(html)
+    assert p["depths"] == [2, 3] and len(p["norms"]) == len(grid) == 16
+    np.testing.assert_array_equal(
+        decode_array(p["norms"]["sigmoid|1|0|3"]),
+        grid["sigmoid", True, False, 3].astype("f4"),
+    )
+    assert html.count("<label") == 4 and html.count('type="checkbox"') == 2
+    del grid["relu", False, False, 2]
+    with pytest.raises(ValueError, match="missing"):
+        Dp.live_gradient_explorer(grid)

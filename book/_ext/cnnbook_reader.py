@@ -26,7 +26,9 @@ Each HTML page is adjusted where configuration alone cannot reach:
 6. Code cells carry ``id="code-cell-N"`` (their number among the chapter's code
    cells), the targets of the conclusion's links to the cell that checks a claim.
 7. Live explorers (issue 11): a page whose body holds ``data-cnnbook-live="KIND"``
-   (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``; no other page does.
+   (``cnnbook_book.live``) loads ``_static/explorers/KIND.js``, after
+   ``_static/explorers/common.js`` (helpers shared by the scripts that use
+   ``window.cnnbookLive``) where one of its scripts does; no other page does.
    An ipywidgets explorer in a cell tagged ``jupyter-only`` (one whose live
    counterpart is on the page) is replaced by a note saying where it runs: its saved
    controls would do nothing here. A page left with no widget loses the manager.
@@ -37,10 +39,12 @@ The stylesheet ``cnnbook-reader.css`` and script ``cnnbook-reader.js`` in
 
 from __future__ import annotations
 
+import functools
 import html
 import itertools
 import json
 import re
+from pathlib import Path
 
 from sphinx.util import logging
 
@@ -137,7 +141,7 @@ def page_widgets(app, pagename, templatename, context, doctree):
 
     body = context["body"] = replace_jupyter_only(context.get("body", ""))
     drop_unused_assets(app, context, body)
-    add_live_explorers(context, body)
+    add_live_explorers(app, context, body)
     state = _state_of(scripts)
     if state is None:
         return
@@ -172,7 +176,7 @@ JUPYTER_ONLY_CELL = re.compile(r'<div class="cell [^"]*\btag_jupyter-only\b')
 JUPYTER_ONLY_NOTE = (
     '<p class="cnnbook-jupyter-only">This explorer runs Python, so it works in '
     "Jupyter (<code>bash scripts/lab.sh</code> opens the chapters there); on this "
-    "page the live explorer beside it recomputes in your browser.</p>"
+    "page the explorer beside it runs in your browser.</p>"
 )
 
 
@@ -200,16 +204,31 @@ def replace_jupyter_only(body: str) -> str:
 
 
 LIVE = re.compile(r'data-cnnbook-live="([a-z_]+)"')
+COMMON = "common"  # _static/explorers/common.js: shared by the explorers' scripts
 
 
-def add_live_explorers(context, body: str) -> None:
-    """The script of each kind of live explorer the page holds, once, deferred."""
+def add_live_explorers(app, context, body: str) -> None:
+    """The script of each kind of live explorer the page holds, once, deferred,
+    after the helpers they share if one of them uses them (deferred scripts run
+    in document order)."""
     from sphinx.builders.html._assets import _JavaScript
 
-    for kind in sorted(set(LIVE.findall(body))):
+    kinds = sorted(set(LIVE.findall(body)))
+    if any(uses_common(app.srcdir, kind) for kind in kinds):
+        context["script_files"].append(
+            _JavaScript(f"_static/explorers/{COMMON}.js", defer="defer")
+        )
+    for kind in kinds:
         context["script_files"].append(
             _JavaScript(f"_static/explorers/{kind}.js", defer="defer")
         )
+
+
+@functools.cache
+def uses_common(srcdir, kind: str) -> bool:
+    """Whether ``book/_assets/explorers/KIND.js`` calls the shared helpers."""
+    script = Path(srcdir) / "book" / "_assets" / "explorers" / f"{kind}.js"
+    return script.is_file() and "window.cnnbookLive" in script.read_text("utf-8")
 
 
 def drop_unused_assets(app, context, body: str) -> None:

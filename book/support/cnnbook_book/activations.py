@@ -14,6 +14,8 @@ PyTorch's, (out_features, in_features).
 - :func:`dead_fraction`, :func:`two_layer_step`: dying ReLUs.
 - :func:`draw_state`, :func:`explorer`, :func:`animation_html`: the chapter's
   interactive explorer and its static counterpart for the published page.
+- :func:`live_curve_explorer`, :func:`stack_quantiles`, :func:`live_stack_explorer`:
+  the explorers that stay live in the published page (issue 11).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from cnnbook_book import show
 
 __all__ = [
     "ACTIVATIONS",
+    "CURVES",
     "INITS",
+    "QUANTILES",
     "DeepStats",
     "animation_html",
     "compose_linear",
@@ -42,8 +46,11 @@ __all__ = [
     "draw_state",
     "explorer",
     "init_weights",
+    "live_curve_explorer",
+    "live_stack_explorer",
     "mlp_backward",
     "mlp_forward",
+    "stack_quantiles",
     "standardized_digits",
     "two_layer_step",
 ]
@@ -55,6 +62,14 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     "sigmoid": (F.sigmoid_forward, F.sigmoid_backward),
     "tanh": (F.tanh_forward, F.tanh_backward),
     "gelu": (F.gelu_forward, F.gelu_backward),
+}
+
+#: every activation of :mod:`cnnbook.functional`: :data:`ACTIVATIONS` and SiLU, ELU
+#: (:func:`curve` draws any of them; the deep-network code uses :data:`ACTIVATIONS`).
+CURVES: dict[str, tuple[Callable, Callable]] = {
+    **ACTIVATIONS,
+    "silu": (F.silu_forward, F.silu_backward),
+    "elu": (F.elu_forward, F.elu_backward),
 }
 
 #: weight initialisations: Glorot & Bengio (2010) and He et al. (2015).
@@ -84,7 +99,7 @@ def curve(name: str, x: Any) -> tuple[Any, Any]:
     >>> curve("sigmoid", np.array([0.0]))[1].tolist()
     [0.25]
     """
-    forward, backward = _pair(name)
+    forward, backward = CURVES[name] if name in CURVES else _pair(name)
     xp = B.namespace("curve", x=x)
     y, cache = forward(x)
     return y, backward(xp.ones_like(y), cache)
@@ -381,3 +396,191 @@ def animation_html(
     html = show.animation_html(anim, "activation_states", fps=1)
     plt.close(fig)
     return html
+
+
+# ----------------------------------------------------------------------------
+# live in the published page (issue 11)
+# ----------------------------------------------------------------------------
+#: the quantiles of each layer's activations that :func:`live_stack_explorer` draws.
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _default(fn: Callable, name: str) -> float:
+    import inspect
+
+    return float(inspect.signature(fn).parameters[name].default)
+
+
+def live_curve_explorer(
+    activation: str = "gelu",
+    half_width: float = 6.0,
+    points: int = 6001,
+    threshold: float = 0.01,
+    at: float = 0.5,
+) -> Any:
+    """-> an ``IPython.display.HTML`` explorer of f, f′ and the saturated region
+    ``{x : |f′(x)| < threshold}`` of any activation of :data:`CURVES`, live in the
+    reader's browser (``book/_assets/explorers/act.js``).
+
+    The script evaluates f and f′ with the formulas of :mod:`cnnbook.functional`
+    (GELU with the same erf series as :func:`cnnbook.functional.erf`) on ``points``
+    equally spaced x in [−half_width, half_width], and prints f(at), f′(at) and the
+    share of the grid that is saturated. The leaky slope and ELU's α are the
+    package's defaults, read here.
+    """
+    from IPython.display import HTML
+
+    return HTML(_live_curve_html(activation, half_width, points, threshold, at))
+
+
+def _live_curve_html(activation, half_width, points, threshold, at) -> str:
+    import html
+    import math
+
+    from cnnbook_book.live import live_html, range_control
+
+    if activation not in CURVES:
+        raise ValueError(f"live_curve_explorer: no activation {activation!r}")
+    payload = {
+        "points": int(points),
+        "leaky_slope": _default(F.leaky_relu_forward, "negative_slope"),
+        "elu_alpha": _default(F.elu_forward, "alpha"),
+    }
+    options = "".join(
+        f'<option value="{n}"{" selected" if n == activation else ""}>'
+        f"{html.escape(n)}</option>"
+        for n in CURVES
+    )
+    markup = (
+        '<div class="cnnbook-live-controls">'
+        f'<label>activation f <select name="activation">{options}</select></label>'
+        + range_control("range", "x from −r to r: r", 1, 10, 0.5, half_width)
+        + range_control(
+            "threshold",
+            "saturated: |f′| below 10^",
+            -4,
+            -0.5,
+            0.1,
+            round(math.log10(threshold), 1),
+        )
+        + range_control("at", "read f, f′ at x", -10, 10, 0.05, at)
+        + "</div>"
+        '<div class="cnnbook-live-figures"><figure>'
+        '<canvas class="curve wide plot" width="400" height="260" role="img" '
+        'aria-label="the activation and its derivative; saturated regions shaded">'
+        "</canvas><figcaption>"
+        '<span style="color:#1a5f9e">f(x)</span>, '
+        '<span style="color:#b35300">f′(x)</span> (dashed); grey: |f′| below the '
+        "threshold (saturated); square: the x read out.</figcaption></figure></div>"
+        '<p class="cnnbook-live-formula" aria-live="polite"></p>'
+    )
+    return live_html("act", payload, markup, "activation explorer")
+
+
+def stack_quantiles(stats: DeepStats, q: Sequence[float] = QUANTILES) -> np.ndarray:
+    """stats -> (len(q), L): the quantiles of each layer's sampled activations.
+
+    >>> s = deep_stats(np.eye(8), depth=2, width=8, samples=50)
+    >>> stack_quantiles(s).shape
+    (5, 2)
+    """
+    return np.quantile(stats.samples, q, axis=1)
+
+
+def live_stack_explorer(states: dict[tuple[str, str, float], DeepStats]) -> Any:
+    """{(activation, init, scale): :class:`DeepStats`} -> an ``IPython.display.HTML``
+    explorer of those precomputed states, drawn in the reader's browser
+    (``book/_assets/explorers/actstack.js``).
+
+    For the chosen activation, initialisation and scale it plots the standard
+    deviation of the activations and of the gradients per layer and the quantiles
+    (:data:`QUANTILES`) of each layer's activations, and prints the numbers of one
+    chosen layer. (The share of exact zeros is left out: outside ReLU it counts
+    where GELU's Φ rounds to 0, which depends on the CPU's arithmetic.) Nothing is
+    recomputed in the page: the states are those the chapter computed with
+    :func:`deep_stats`, and the page says so.
+    """
+    from IPython.display import HTML
+
+    return HTML(_live_stack_html(states))
+
+
+def _resolved(q: np.ndarray, std: np.ndarray, digits: float = 1e-6) -> np.ndarray:
+    """q (Q, L) -> q with values below ``digits`` × the layer's std set to 0.
+
+    Those are rounding noise: GELU's far negative tail x·(1 + erf(x/√2))/2, where
+    1 + erf is a few ulps of 1, differs in its last bits between CPUs (and so
+    would the stored page); float32 on the layer's scale cannot show them anyway.
+    """
+    return np.where(np.abs(q) < digits * std, 0.0, q)
+
+
+def _live_stack_html(states) -> str:
+    import html
+
+    from cnnbook_book.live import encode_array, live_html, range_control
+
+    acts = list(dict.fromkeys(k[0] for k in states))
+    inits = list(dict.fromkeys(k[1] for k in states))
+    scales = sorted({float(k[2]) for k in states})
+    missing = [
+        (a, i, s)
+        for a in acts
+        for i in inits
+        for s in scales
+        if (a, i, s) not in states
+    ]
+    if missing:
+        raise ValueError(
+            f"live_stack_explorer: every combination needed, missing {missing}"
+        )
+    depth = len(next(iter(states.values())).std)
+    payload = {
+        "depth": depth,
+        "scales": scales,
+        "quantiles": list(QUANTILES),
+        "states": {
+            f"{a}|{i}|{float(s):g}": {
+                "std": encode_array(st.std),
+                "grad_std": encode_array(st.grad_std),
+                "mean": encode_array(st.mean),
+                "q": encode_array(_resolved(stack_quantiles(st), st.std)),
+            }
+            for (a, i, s), st in states.items()
+        },
+    }
+
+    def select(name, label, values, chosen):
+        opts = "".join(
+            f'<option value="{v}"{" selected" if v == chosen else ""}>'
+            f"{html.escape(v)}</option>"
+            for v in values
+        )
+        return f'<label>{label} <select name="{name}">{opts}</select></label>'
+
+    s0 = scales.index(1.0) if 1.0 in scales else 0
+    markup = (
+        f'<p class="cnnbook-live-note">Precomputed: the {len(states)} states '
+        f"({len(acts)} activations × {len(inits)} initialisations × "
+        f"{len(scales)} weight scales, depth {depth}) were computed by "
+        "<code>deep_stats</code> when the chapter ran; the page draws them.</p>"
+        '<div class="cnnbook-live-controls">'
+        + select("activation", "activation", acts, "relu")
+        + select("init", "initialisation", inits, "he")
+        + range_control("scale", "weight scale (step)", 0, len(scales) - 1, 1, s0)
+        + range_control("layer", "layer read out", 1, depth, 1, depth)
+        + "</div>"
+        '<div class="cnnbook-live-figures"><figure>'
+        '<canvas class="std wide plot" width="400" height="240" role="img" '
+        'aria-label="standard deviation of activations and gradients per layer">'
+        "</canvas><figcaption>std per layer (log scale): "
+        '<span style="color:#1a5f9e">activations</span>, '
+        '<span style="color:#b35300">gradients</span> (dashed)</figcaption></figure>'
+        "<figure>"
+        '<canvas class="quantiles wide plot" width="400" height="240" role="img" '
+        'aria-label="quantiles of the activations per layer"></canvas>'
+        "<figcaption>activations per layer: median, 25–75 % and 5–95 % of a "
+        "sample</figcaption></figure></div>"
+        '<p class="cnnbook-live-formula" aria-live="polite"></p>'
+    )
+    return live_html("actstack", payload, markup, "deep network explorer")

@@ -11,12 +11,14 @@ pixels between neighbouring units) after layer l.
   connections, batch norm, activation and initialisation (the explorer's
   network); :func:`conv_grad_norms` records each convolution's weight-gradient
   norm through the package's hooks (:class:`cnnbook.nn.Recorder`);
-  :func:`gradient_grid` computes all switch combinations at once.
+  :func:`gradient_norms` measures one combination of the switches and
+  :func:`gradient_grid` all of them (the one source of the explorers' numbers).
 - :func:`train_model`, :func:`degradation`, :func:`bn_convergence`,
   :func:`regularization`: the chapter's training experiments, thin wrappers
   over :func:`cnnbook.train.fit`; :func:`first_epoch_below` reads a history.
 - :func:`draw_grid`, :func:`explorer`: the gradient-norm explorer (ipywidgets)
-  and its static counterpart, a grid of small multiples.
+  and its static counterpart, a grid of small multiples;
+  :func:`live_gradient_explorer`: the grid, explorable in the published page.
 - :func:`load_experiment`, :func:`experiment`: the full versions of the training
   experiments (the repository's ``experiments/``): their stored results, and
   their code, to re-run a reduced version live.
@@ -57,7 +59,9 @@ __all__ = [
     "first_epoch_below",
     "gradient_footprint",
     "gradient_grid",
+    "gradient_norms",
     "layer_geometry",
+    "live_gradient_explorer",
     "load_experiment",
     "receptive_fields",
     "regularization",
@@ -247,6 +251,31 @@ def conv_grad_norms(
     return np.array([rec.param_grad_norms[f"{n}.weight"] for n in convs])
 
 
+def gradient_norms(
+    X: Any,
+    y: Any,
+    activation: str = "relu",
+    batch_norm: bool = False,
+    skip: bool = False,
+    depth: int = DEPTHS[-1],
+    init: str = "he",
+    width: int = 16,
+    seed: int = 0,
+) -> np.ndarray:
+    """X (N, C, H, W), y (N,) -> (depth,) weight-gradient norms of one
+    :func:`deep_net` setting: one forward and backward pass
+    (:func:`conv_grad_norms`). The explorer and :func:`gradient_grid` both call it.
+
+    >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    >>> gradient_norms(X, np.arange(8), "sigmoid", depth=3).shape
+    (3,)
+    """
+    net = deep_net(
+        depth, width, activation, init, batch_norm, skip, X.shape[1], seed=seed
+    )
+    return conv_grad_norms(net, X, y)
+
+
 def gradient_grid(
     X: Any,
     y: Any,
@@ -257,20 +286,22 @@ def gradient_grid(
     seed: int = 0,
 ) -> dict[tuple[str, bool, bool, int], np.ndarray]:
     """X (N, C, H, W), y (N,) -> {(activation, batch_norm, skip, depth):
-    (depth,) weight-gradient norms} for every combination, one pass each.
+    (depth,) weight-gradient norms} for every combination, one pass each
+    (:func:`gradient_norms`).
 
     >>> X = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
     >>> grid = gradient_grid(X, np.arange(8), depths=(2,), activations=("relu",))
     >>> len(grid), grid["relu", True, True, 2].shape
     (4, (2,))
     """
-    out = {}
-    for act, bn, skip, depth in product(
-        activations, (False, True), (False, True), depths
-    ):
-        net = deep_net(depth, width, act, init, bn, skip, X.shape[1], seed=seed)
-        out[act, bn, skip, depth] = conv_grad_norms(net, X, y)
-    return out
+    return {
+        (act, bn, skip, depth): gradient_norms(
+            X, y, act, bn, skip, depth, init, width, seed
+        )
+        for act, bn, skip, depth in product(
+            activations, (False, True), (False, True), depths
+        )
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -525,8 +556,7 @@ def explorer(
     )
 
     def show(depth, skip, batch_norm, activation):
-        net = deep_net(depth, width, activation, init, batch_norm, skip, X.shape[1])
-        norms = conv_grad_norms(net, X, y)
+        norms = gradient_norms(X, y, activation, batch_norm, skip, depth, init, width)
         ax = plt.subplots(figsize=(6, 3))[1]
         draw_norms(ax, norms, marker="o", ms=3)
         ax.set(
@@ -539,6 +569,71 @@ def explorer(
 
     out = w.interactive_output(show, controls)
     return w.VBox([*controls.values(), out])
+
+
+def live_gradient_explorer(
+    grid: dict[tuple[str, bool, bool, int], np.ndarray], activation: str = "relu"
+) -> Any:
+    """The grid of :func:`gradient_grid` -> an ``IPython.display.HTML`` explorer
+    with the controls of :func:`explorer` (depth, skip connections, batch norm,
+    activation), drawn in the reader's browser
+    (``book/_assets/explorers/gradnorm.js``). Nothing is recomputed there: the
+    page shows the norms the chapter computed, and says so.
+    """
+    from IPython.display import HTML
+
+    return HTML(_live_gradient_html(grid, activation))
+
+
+def _live_gradient_html(grid, activation) -> str:
+    import html
+
+    from cnnbook_book.live import encode_array, live_html
+
+    acts = sorted({k[0] for k in grid}, key=list(ACTIVATION_LAYERS).index)
+    depths = sorted({k[3] for k in grid})
+    need = set(product(acts, (False, True), (False, True), depths))
+    if need - set(grid):
+        raise ValueError(f"live_gradient_explorer: missing {sorted(need - set(grid))}")
+    if activation not in acts:
+        raise ValueError(f"live_gradient_explorer: no activation {activation!r}")
+    payload = {
+        "depths": depths,
+        "norms": {
+            f"{a}|{int(bn)}|{int(skip)}|{d}": encode_array(n)
+            for (a, bn, skip, d), n in grid.items()
+        },
+    }
+
+    def options(values, chosen):
+        return "".join(
+            f'<option value="{v}"{" selected" if v == chosen else ""}>'
+            f"{html.escape(str(v))}</option>"
+            for v in values
+        )
+
+    markup = (
+        f'<p class="cnnbook-live-note">Precomputed: the {len(grid)} settings were '
+        "computed by <code>gradient_grid</code> when the chapter ran (the figure "
+        "above); the page draws the one you choose.</p>"
+        '<div class="cnnbook-live-controls">'
+        f'<label>depth L <select name="depth">{options(depths, depths[-1])}'
+        "</select></label>"
+        '<label class="cnnbook-live-check"><input type="checkbox" name="skip"> '
+        "skip connections</label>"
+        '<label class="cnnbook-live-check"><input type="checkbox" name="batch_norm"> '
+        "batch norm</label>"
+        f'<label>activation <select name="activation">{options(acts, activation)}'
+        "</select></label></div>"
+        '<div class="cnnbook-live-figures"><figure>'
+        '<canvas class="norms wide plot" width="400" height="240" role="img" '
+        'aria-label="weight-gradient norm per layer, log scale"></canvas>'
+        "<figcaption>weight-gradient norm per layer (log scale): "
+        '<span style="color:#1a5f9e">the chosen setting</span>; grey dashed: the '
+        "same with skip connections switched the other way</figcaption></figure></div>"
+        '<p class="cnnbook-live-formula" aria-live="polite"></p>'
+    )
+    return live_html("gradnorm", payload, markup, "gradient-norm explorer")
 
 
 # ----------------------------------------------------------------------------
