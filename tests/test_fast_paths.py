@@ -1,10 +1,12 @@
 """Every fast kernel (``cnnbook.functional._fast``) equals the reference it
-replaces (``cnnbook.functional.conv`` and ``.pool``), on every backend, on
-random shapes and on cases chosen to reach each branch: the image-by-image and
-the wide (F·C·KH·KW > 4096) products, the stride-1 "flat shift" input gradient
-(in one block and in several) and col2im, ``input_grad=False``; pairwise 2×2
-max-pooling with ties, NaN and infinite gradients, and the fall-through to
-the reference for every other window."""
+replaces (``cnnbook.functional.conv``, ``.norm`` and ``.pool``), on every
+backend, on random shapes and on cases chosen to reach each branch: the
+image-by-image and the wide (F·C·KH·KW > 4096) products, the stride-1 input
+gradient as a forward correlation of dY, by "flat shifts" (padding beyond
+d·(K − 1); in one block and in several) and col2im, ``input_grad=False``;
+batch norm in training (2-, 3- and 4-D, either cache) and its fall-through
+in evaluation; pairwise 2×2 max-pooling with ties, NaN and infinite
+gradients, and the fall-through to the reference for every other window."""
 
 from __future__ import annotations
 
@@ -39,6 +41,42 @@ BRANCH_CASES = {
     "wide, stride 1 (flat shift)": ((2, 8, 6, 6), (64, 8, 3, 3), 1, 1, 1, True),
     "wide, stride 2 (col2im)": ((2, 8, 7, 7), (64, 8, 3, 3), 2, 1, 1, False),
     "wide, 1×1 kernel": ((2, 80, 3, 3), (64, 80, 1, 1), 1, 0, 1, True),
+    # padding beyond dilation·(K − 1): dx by flat shifts, not by correlation
+    "narrow, stride 1, padding > K − 1 (flat shift)": (
+        (2, 3, 5, 6),
+        (4, 3, 3, 2),
+        1,
+        (3, 2),
+        1,
+        True,
+    ),
+    "wide, 1×1 kernel, padded (flat shift)": (
+        (2, 80, 3, 3),
+        (64, 80, 1, 1),
+        1,
+        1,
+        1,
+        False,
+    ),
+    # ResNet's stage 1 and 3 layers: dx's correlation is narrow (16·16·9) and
+    # wide (64·64·9); stage 1 at its real width (28 px)
+    "ResNet 16 ch 28 px (correlation)": (
+        (2, 16, 28, 28),
+        (16, 16, 3, 3),
+        1,
+        1,
+        1,
+        False,
+    ),
+    "ResNet 64 ch 7 px (correlation)": ((2, 64, 7, 7), (64, 64, 3, 3), 1, 1, 1, False),
+    "narrow, dilated, uneven padding (correlation)": (
+        (1, 2, 9, 9),
+        (70, 2, 3, 3),
+        1,
+        (2, 1),
+        2,
+        True,
+    ),
 }
 CONV_CASES = list(BRANCH_CASES.values()) + [_random_conv_case(s) for s in range(8)]
 
@@ -48,8 +86,16 @@ def test_branch_cases_reach_every_convolution_branch():
     for x_shape, w_shape, stride, padding, dilation, _bias in CONV_CASES:
         x, w = np.zeros(x_shape), np.zeros(w_shape)
         _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation)
-        seen.add((fast.narrow(geo), geo.stride == (1, 1)))
-    assert seen == {(True, True), (True, False), (False, True), (False, False)}
+        stride_1 = geo.stride == (1, 1)
+        corr = stride_1 and fast.full_correlation(geo)
+        seen.add((fast.narrow(geo), stride_1, corr))
+        if corr:  # the correlation's own forward product: narrow or wide
+            seen.add(("dx", fast.narrow(geo._replace(F=geo.C, C=geo.F))))
+    assert seen == {
+        (True, True, True), (True, True, False), (True, False, False),
+        (False, True, True), (False, True, False), (False, False, False),
+        ("dx", True), ("dx", False),
+    }  # fmt: skip
 
 
 def _conv_both(backend, case, seed=0, dtype=np.float64):
@@ -286,3 +332,83 @@ def test_scratch_shape_dtype_device(backend):
             assert tuple(a.shape) == shape and a.dtype == like.dtype
             b = like[:1] + a[:1, :1]  # same device: combining does not raise
             assert tuple(b.shape) == (1, 1)
+
+
+# ---------------------------------------------------------------------------
+# batch normalization
+# ---------------------------------------------------------------------------
+def _bn_args(backend, C, dtype, seed=0):
+    r = np.random.default_rng(seed)
+    gamma, beta = r.standard_normal(C), r.standard_normal(C)
+    mean, var = r.standard_normal(C), r.uniform(0.5, 2.0, C)
+    return [backend.asarray(a, dtype) for a in (gamma, beta, mean, var)]
+
+
+@pytest.mark.parametrize(
+    "shape", [(5, 3), (4, 3, 7), (2, 4, 5, 6), (64, 16, 28, 28)], ids=str
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_fast_batch_norm_equals_reference(backend, shape, training):
+    """Training (the fast path; the last shape is ResNet's first stage) and
+    evaluation (the reference): y, the running statistics, dx, dγ, dβ; and
+    each backward accepts the other forward's cache."""
+    dtype = np.float64
+    rng = np.random.default_rng(1)
+    x = backend.asarray(3 + 2 * rng.standard_normal(shape), dtype)
+    dy = backend.asarray(rng.standard_normal(shape), dtype)
+    runs = []
+    for forward in (fast.batch_norm_forward, Fn.batch_norm_forward):
+        gamma, beta, mean, var = _bn_args(backend, shape[1], dtype)
+        y, cache = forward(x, gamma, beta, mean, var, training, 0.1, 1e-5)
+        runs.append((y, mean, var, cache))
+    (y, mean, var, _), (y_ref, mean_ref, var_ref, _) = runs
+    for a, e in ((y, y_ref), (mean, mean_ref), (var, var_ref)):
+        np.testing.assert_allclose(
+            backend.to_numpy(a), backend.to_numpy(e), rtol=1e-11, atol=1e-11
+        )
+    want = Fn.batch_norm_backward(dy, runs[1][3])
+    for backward in (fast.batch_norm_backward, Fn.batch_norm_backward):
+        for _, _, _, cache in runs:
+            for a, e in zip(backward(dy, cache), want, strict=True):
+                np.testing.assert_allclose(
+                    backend.to_numpy(a), backend.to_numpy(e), rtol=1e-10, atol=1e-10
+                )
+
+
+def test_fast_batch_norm_float32(backend):
+    rng = np.random.default_rng(2)
+    x = backend.asarray(rng.standard_normal((8, 4, 5, 5)), np.float32)
+    dy = backend.asarray(rng.standard_normal((8, 4, 5, 5)), np.float32)
+    got, want = [], []
+    for forward, backward, out in (
+        (fast.batch_norm_forward, fast.batch_norm_backward, got),
+        (Fn.batch_norm_forward, Fn.batch_norm_backward, want),
+    ):
+        y, cache = forward(x, *_bn_args(backend, 4, np.float32))
+        out += [y, *backward(dy, cache)]
+    for a, e in zip(got, want, strict=True):
+        assert a.dtype == e.dtype
+        np.testing.assert_allclose(
+            backend.to_numpy(a), backend.to_numpy(e), rtol=1e-4, atol=1e-4
+        )
+
+
+@pytest.mark.parametrize(
+    "shape, C, momentum, eps",
+    [((1, 3), 3, 0.1, 1e-5), ((4, 3, 2), 2, 0.1, 1e-5), ((4, 3), 3, 2.0, 1e-5),
+     ((4, 3), 3, 0.1, 0.0), ((0, 3, 2, 2), 3, 0.1, 1e-5)],
+)  # fmt: skip
+def test_fast_batch_norm_bad_arguments_as_reference(backend, shape, C, momentum, eps):
+    """Arguments the reference refuses (one value per channel, wrong parameter
+    shape, momentum or eps out of range) raise its error; an empty batch
+    gives its empty output."""
+    x = backend.asarray(np.ones(shape), np.float64)
+    results = []
+    for forward in (fast.batch_norm_forward, Fn.batch_norm_forward):
+        args = _bn_args(backend, C, np.float64)
+        try:
+            y, _ = forward(x, *args, True, momentum, eps)
+            results.append(("ok", tuple(y.shape)))
+        except ValueError as err:
+            results.append(("error", str(err)))
+    assert results[0] == results[1]
