@@ -58,6 +58,8 @@ BRANCH_CASES = {
         1,
         False,
     ),
+    # padding given as "same": symmetric for an odd kernel, so the fast path
+    "narrow, 'same' (correlation)": ((2, 3, 6, 7), (4, 3, 3, 3), 1, "same", 1, True),
     # ResNet's stage 1 and 3 layers: dx's correlation is narrow (16·16·9) and
     # wide (64·64·9); stage 1 at its real width (28 px)
     "ResNet 16 ch 28 px (correlation)": (
@@ -98,19 +100,25 @@ def test_branch_cases_reach_every_convolution_branch():
     }  # fmt: skip
 
 
-def _conv_both(backend, case, seed=0, dtype=np.float64):
-    """(fast, reference) results: y, dx, dw, db as NumPy arrays."""
-    x_shape, w_shape, stride, padding, dilation, bias = case
+def _conv_both(backend, case, seed=0, dtype=np.float64, input_grad=True):
+    """(fast, reference) results: y, dx, dw, db as NumPy arrays (the fast dx
+    None with ``input_grad=False``). A case may end in ``groups``."""
+    x_shape, w_shape, stride, padding, dilation, bias, *groups = case
+    groups = groups[0] if groups else 1
     rng = np.random.default_rng(seed)
     x = backend.asarray(rng.standard_normal(x_shape), dtype)
     w = backend.asarray(rng.standard_normal(w_shape), dtype)
     b = backend.asarray(rng.standard_normal(w_shape[0]), dtype) if bias else None
     out = []
+
+    def fast_backward(dy, cache):
+        return fast.conv2d_backward(dy, cache, input_grad)
+
     for forward, backward in (
-        (fast.conv2d_forward, fast.conv2d_backward),
+        (fast.conv2d_forward, fast_backward),
         (Fn.conv2d_forward, Fn.conv2d_backward),
     ):
-        y, cache = forward(x, w, b, stride, padding, dilation)
+        y, cache = forward(x, w, b, stride, padding, dilation, groups)
         dy = backend.asarray(np.random.default_rng(seed + 1).standard_normal(y.shape))
         dy = backend.asarray(backend.to_numpy(dy), dtype)
         grads = backward(dy, cache)
@@ -120,7 +128,7 @@ def _conv_both(backend, case, seed=0, dtype=np.float64):
 
 def _assert_same(got, want, tol):
     for name, a, e in zip(("y", "dx", "dw", "db"), got, want, strict=True):
-        if e is None:
+        if e is None or (a is None and name == "dx"):  # input_grad=False
             assert a is None, name
         else:
             np.testing.assert_allclose(a, e, rtol=tol, atol=tol, err_msg=name)
@@ -149,6 +157,100 @@ def test_flat_shift_in_several_channel_blocks(backend, monkeypatch):
     for block in (1, 2 * 9 * 2 * 9 * 8):
         monkeypatch.setattr(fast, "BLOCK", block)
         _assert_same(_conv_both(backend, case)[0], want, 1e-11)
+
+
+# Grouped and depthwise: (x, w, stride, padding, dilation, bias, groups)
+GROUPED_CASES = {
+    # depthwise (groups = C = F): per-tap multiply-adds, dx by correlation
+    "depthwise, stride 1": ((3, 4, 7, 6), (4, 1, 3, 3), 1, 1, 1, True, 4),
+    "depthwise, 5×3, dilated, 'same'": (
+        (2, 3, 9, 8), (3, 1, 5, 3), 1, "same", (1, 2), False, 3,
+    ),
+    "depthwise, padding > K − 1 (dx by windows)": (
+        (2, 3, 5, 5), (3, 1, 3, 3), 1, (3, 1), 1, True, 3,
+    ),
+    "depthwise, stride 2 (windows)": ((2, 4, 9, 8), (4, 1, 3, 3), 2, 1, 1, True, 4),
+    "depthwise, stride (1, 2) (windows)": (
+        (1, 3, 7, 9), (3, 1, 3, 3), (1, 2), 1, 1, False, 3,
+    ),
+    # MobileNet's depthwise layer at its real width (several blocks of images)
+    "depthwise, 32 ch 56 px": ((2, 32, 56, 56), (32, 1, 3, 3), 1, 1, 1, True, 32),
+    # grouped: batched products over the groups
+    "grouped, stride 1 (correlation)": ((2, 6, 7, 7), (4, 3, 3, 3), 1, 1, 1, True, 2),
+    "grouped, stride 2 (col2im)": ((2, 6, 8, 7), (9, 2, 3, 3), 2, 1, 1, True, 3),
+    "grouped, padding > K − 1 (col2im)": (
+        (1, 4, 5, 5), (4, 2, 3, 3), 1, 3, 1, False, 2,
+    ),
+    "depthwise, 2 filters per channel (grouped)": (
+        (2, 3, 6, 6), (6, 1, 3, 3), 1, 1, 1, True, 3,
+    ),
+    "grouped, 2 channels per filter, dilated": (
+        (2, 4, 8, 8), (2, 2, 3, 3), 1, 2, 2, True, 2,
+    ),
+    "grouped, ResNeXt-like 8 groups": ((2, 64, 7, 7), (64, 8, 3, 3), 1, 1, 1, False, 8),
+    # asymmetric padding: the reference
+    "grouped, 'same' with an even kernel (reference)": (
+        (2, 4, 6, 6), (4, 2, 2, 2), 1, "same", 1, True, 2,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+@pytest.mark.parametrize("name", list(GROUPED_CASES))
+def test_fast_grouped_conv_equals_reference(backend, name, input_grad):
+    got, want = _conv_both(backend, GROUPED_CASES[name], input_grad=input_grad)
+    assert (got[1] is None) == (not input_grad)
+    _assert_same(got, want, 1e-11)
+
+
+def test_grouped_cases_reach_every_branch():
+    seen = set()
+    for (
+        x_shape,
+        w_shape,
+        stride,
+        padding,
+        dilation,
+        _,
+        groups,
+    ) in GROUPED_CASES.values():
+        x, w = np.zeros(x_shape), np.zeros(w_shape)
+        _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation, groups)
+        stride_1 = geo.stride == (1, 1)
+        asymmetric = geo.pad_end is not None
+        corr = stride_1 and not asymmetric and fast.full_correlation(geo)
+        seen.add((fast.depthwise(geo), stride_1, corr, asymmetric))
+    assert seen == {
+        (True, True, True, False), (True, True, False, False),
+        (True, False, False, False), (False, True, True, False),
+        (False, False, False, False), (False, True, False, False),
+        (False, True, False, True),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("block", [1, 4 * 7 * 9, 1 << 20])
+def test_depthwise_in_blocks_of_images(backend, monkeypatch, block):
+    """The stride-1 depthwise kernels take a block of images at a time: one
+    image per block, two (the last block shorter), all three at once."""
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
+    got, want = _conv_both(backend, GROUPED_CASES["depthwise, stride 1"])
+    _assert_same(got, want, 1e-11)
+
+
+def test_fast_grouped_conv_float32(backend):
+    for name in ("depthwise, stride 1", "grouped, stride 1 (correlation)"):
+        got, want = _conv_both(backend, GROUPED_CASES[name], dtype=np.float32)
+        _assert_same(got, want, 2e-4)
+
+
+def test_depthwise_empty_batch(backend):
+    x = backend.asarray(np.zeros((0, 3, 5, 5)))
+    w = backend.asarray(np.ones((3, 1, 3, 3)))
+    y, cache = fast.conv2d_forward(x, w, None, 1, 1, 1, 3)
+    assert tuple(y.shape) == (0, 3, 5, 5)
+    dx, dw, _ = fast.conv2d_backward(backend.asarray(np.zeros((0, 3, 5, 5))), cache)
+    assert tuple(dx.shape) == (0, 3, 5, 5)
+    np.testing.assert_array_equal(backend.to_numpy(dw), 0.0)
 
 
 def test_input_grad_false_skips_dx_only(backend):

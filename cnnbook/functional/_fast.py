@@ -16,6 +16,10 @@ Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
   kernel (one product with inner dimension F·KH·KW instead of F, then no
   col2im), or, where the padding is too wide for that, folds Wᵀ·dY back with
   "flat shifts" instead of col2im.
+- Depthwise convolutions (groups = C = F) skip im2col: one per-channel
+  multiply-add per kernel tap, on contiguous runs of the flattened padded
+  image at stride 1, a block of images at a time (in cache). Grouped ones
+  run one batched product over the groups and the same dx as dense ones.
 - :func:`batch_norm_forward` and :func:`batch_norm_backward` (training) take
   about half the passes over the data of the reference.
 - :func:`max_pool2d_forward` and :func:`max_pool2d_backward` take 2×2 windows
@@ -67,26 +71,32 @@ def _per_image(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
 
 def conv2d_forward(
     x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1, groups=1
-) -> tuple[Any, conv.Conv2dCache]:
-    """:func:`cnnbook.functional.conv2d_forward`, faster; the same cache.
-    Grouped, depthwise and asymmetrically padded convolutions run the
-    reference (its batched products are already the fast form)."""
-    if (
-        groups != 1
-        or isinstance(padding, str)
-        or (isinstance(padding, (tuple, list)) and len(padding) == 4)
-    ):
+) -> tuple[Any, Any]:
+    """:func:`cnnbook.functional.conv2d_forward`, faster; the same cache
+    (depthwise: a :class:`DepthwiseCache`, which :func:`conv2d_backward`
+    takes). Depthwise convolutions run :func:`depthwise_forward`; grouped ones
+    one batched product over the groups; asymmetrically padded ones the
+    reference."""
+    xp, geo = conv.geometry(
+        "conv2d_forward", x, w, b, stride, padding, dilation, groups
+    )
+    if geo.pad_end is not None:
         return conv.conv2d_forward(x, w, b, stride, padding, dilation, groups)
-    xp, geo = conv.geometry("conv2d_forward", x, w, b, stride, padding, dilation)
+    if depthwise(geo):
+        return depthwise_forward(xp, x, w, b, geo)
     xpad = pad(xp, x, *geo.padding)
     buffer = scratch((geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW), like=xpad)
     cols = conv.im2col(xp, xpad, geo, out=buffer)
-    w_mat = xp.reshape(w, (geo.F, -1))  # (F, C·KH·KW)
-    if narrow(geo):  # the same product, image by image
-        y = w_mat @ _per_image(xp, cols, geo)  # (N, F, OH·OW)
+    G = geo.groups
+    if G != 1:  # (G, F/G, C/G·KH·KW) @ (G, C/G·KH·KW, N·OH·OW)
+        w_g = xp.reshape(w, (G, geo.F // G, -1))
+        y = xp.reshape(w_g @ conv._grouped(xp, cols, G), (geo.F, geo.N, geo.OH, geo.OW))
+        y = xp.permute_dims(y, (1, 0, 2, 3))
+    elif narrow(geo):  # the same product, image by image
+        y = xp.reshape(w, (geo.F, -1)) @ _per_image(xp, cols, geo)  # (N, F, OH·OW)
         y = xp.reshape(y, (geo.N, geo.F, geo.OH, geo.OW))
     else:
-        y = w_mat @ cols  # (F, N·OH·OW): one GEMM
+        y = xp.reshape(w, (geo.F, -1)) @ cols  # (F, N·OH·OW): one GEMM
         y = xp.reshape(y, (geo.F, geo.N, geo.OH, geo.OW))
         y = xp.permute_dims(y, (1, 0, 2, 3))
     if b is not None:
@@ -95,23 +105,28 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dy: Any, cache: conv.Conv2dCache, input_grad: bool = True
+    dy: Any, cache: Any, input_grad: bool = True
 ) -> tuple[Any, Any, Any]:
-    """:func:`cnnbook.functional.conv2d_backward`, faster. With
-    ``input_grad=False`` dx is not computed (returned as None): the most
-    expensive product of the three, which nobody needs for the first layer."""
+    """:func:`cnnbook.functional.conv2d_backward`, faster, for either
+    forward's cache. With ``input_grad=False`` dx is not computed (returned
+    as None): the most expensive product of the three, which nobody needs for
+    the first layer."""
     if isinstance(cache, DepthwiseCache):
         return depthwise_backward(dy, cache, input_grad)
     cols, w, has_bias, geo = cache
-    if geo.groups != 1 or geo.pad_end is not None:
+    if geo.pad_end is not None:
         dx, dw, db = conv.conv2d_backward(dy, cache)
         return (dx if input_grad else None), dw, db
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
     dy_mat = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (geo.F, -1))
+    G = geo.groups
     # dW = dY · colsᵀ, computed as (cols · dYᵀ)ᵀ: the same numbers, and the
     # orientation BLAS runs fastest for a short-and-wide dY (F ≪ N·OH·OW).
-    if narrow(geo):  # Σ over images of colsₙ · dYₙᵀ
+    if G != 1:  # per group: (C/G·KH·KW, N·OH·OW) @ (N·OH·OW, F/G)
+        dy_g = conv._grouped(xp, dy_mat, G)
+        dw_t = conv._grouped(xp, cols, G) @ xp.matrix_transpose(dy_g)
+    elif narrow(geo):  # Σ over images of colsₙ · dYₙᵀ
         dy_img = xp.reshape(dy, (geo.N, geo.F, geo.OH * geo.OW))
         dw_t = xp.sum(_per_image(xp, cols, geo) @ xp.matrix_transpose(dy_img), axis=0)
     else:
@@ -122,6 +137,10 @@ def conv2d_backward(
         return None, dw, db
     if geo.stride == (1, 1) and full_correlation(geo):
         return input_grad_correlate(xp, dy, w, geo), dw, db
+    if G != 1:  # col2im of the groups' Wᵀ·dY
+        w_g = xp.reshape(w, (G, geo.F // G, -1))
+        dcols = xp.matrix_transpose(w_g) @ conv._grouped(xp, dy_mat, G)
+        return conv.col2im(xp, xp.reshape(dcols, (-1, dcols.shape[2])), geo), dw, db
     w_t = xp.matrix_transpose(xp.reshape(w, (geo.F, -1)))  # (C·KH·KW, F)
     if geo.stride == (1, 1):
         return input_grad_flat(xp, dy, w_t, geo), dw, db
@@ -152,79 +171,121 @@ def _flat_taps(geo: ConvGeometry):
     return offsets, L, Wp
 
 
+# Depthwise kernels work on blocks of images of about this many elements per
+# (C, OH·Wp) slab: the nine multiply-adds of a block then run in cache
+# instead of streaming the whole batch through memory nine times.
+DEPTHWISE_BLOCK = 1 << 16
+
+
+def _image_blocks(geo: ConvGeometry, per_image: int):
+    """Ranges (n0, n1) of images, each holding about DEPTHWISE_BLOCK elements."""
+    step = max(1, DEPTHWISE_BLOCK // max(1, per_image))
+    return [(n0, min(geo.N, n0 + step)) for n0 in range(0, geo.N, step)]
+
+
+def depthwise(geo: ConvGeometry) -> bool:
+    """True for the depthwise convolutions the per-tap kernels handle: one
+    filter per channel (groups = C = F), symmetric padding."""
+    return geo.groups == geo.C == geo.F and geo.pad_end is None
+
+
 def depthwise_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
-    """Depthwise convolution (groups = C = F) without im2col: one
-    multiply-add of the whole batch per kernel tap, y += xpad[window(u, v)] ·
-    w[:, 0, u, v]. At stride 1 each window is a contiguous run of the
-    flattened padded image ("flat shifts", as :func:`input_grad_flat`), which
-    element-wise arithmetic runs several times faster than strided windows.
-    The same numbers as the grouped reference."""
+    """x (N, C, H, W), w (C, 1, KH, KW) -> y (N, C, OH, OW), cache: the
+    depthwise convolution (groups = C = F) without im2col, one multiply-add
+    per kernel tap, y += xpad[window(u, v)] · w[:, 0, u, v] (a per-channel
+    broadcast). At stride 1 each window is a contiguous run of the flattened
+    padded image ("flat shifts", as :func:`input_grad_flat`), taken a block
+    of images at a time so the nine multiply-adds run in cache. The same
+    numbers as the grouped reference (summed in another order)."""
     xpad = pad(xp, x, *geo.padding)
-    taps = xp.reshape(w, (geo.C, geo.KH * geo.KW))
+    return _depthwise_apply(xp, xpad, w, b, geo), DepthwiseCache(
+        xpad, w, b is not None, geo
+    )
+
+
+def _depthwise_apply(xp: Any, xpad: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
+    """The depthwise forward product on an already padded input."""
     N, C = geo.N, geo.C
-    y = None
-    if geo.stride == (1, 1):
-        offsets, L, Wp = _flat_taps(geo)
-        flat = xp.reshape(xpad, (N, C, -1)) if N else None  # N = 0: no taps
-        for k, off in offsets if N else ():
-            term = flat[:, :, off : off + L] * xp.reshape(taps[:, k], (1, C, 1))
-            y = term if y is None else y + term
-        full = xp.zeros((N, C, geo.OH * Wp), dtype=x.dtype, device=device_of(x))
-        if y is not None:
-            full[:, :, :L] = y
-        y = xp.reshape(full, (N, C, geo.OH, Wp))[:, :, :, : geo.OW]
-    else:
+    taps = xp.reshape(w, (C, geo.KH * geo.KW))
+    dev = device_of(xpad)
+    if geo.stride != (1, 1) or N == 0:
+        y = xp.zeros((N, C, geo.OH, geo.OW), dtype=xpad.dtype, device=dev)
         for u in range(geo.KH):
             for v in range(geo.KW):
                 rows, columns = window(geo, u, v)
                 k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
-                term = xpad[:, :, rows, columns] * k
-                y = term if y is None else y + term
+                y += xpad[:, :, rows, columns] * k
+    else:
+        offsets, L, Wp = _flat_taps(geo)
+        flat = xp.reshape(xpad, (N, C, -1))
+        tap = [xp.reshape(taps[:, k], (1, C, 1)) for k, _ in offsets]
+        y = xp.empty((N, C, geo.OH, geo.OW), dtype=xpad.dtype, device=dev)
+        for n0, n1 in _image_blocks(geo, C * geo.OH * Wp):
+            grid = xp.empty((n1 - n0, C, geo.OH * Wp), dtype=xpad.dtype, device=dev)
+            acc = grid[:, :, :L]
+            (k0, off0), rest = offsets[0], offsets[1:]
+            acc[...] = flat[n0:n1, :, off0 : off0 + L] * tap[k0]
+            for k, off in rest:
+                acc += flat[n0:n1, :, off : off + L] * tap[k]
+            # crop the padded width (the columns past OW hold no output)
+            grid4 = xp.reshape(grid, (n1 - n0, C, geo.OH, Wp))
+            y[n0:n1, ...] = grid4[:, :, :, : geo.OW]
     if b is not None:
-        y = y + xp.reshape(b, (1, C, 1, 1))
-    return y, DepthwiseCache(xpad, w, b is not None, geo)
+        y += xp.reshape(b, (1, C, 1, 1))
+    return y
 
 
 def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
-    """dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW; dx by adding
-    dy · w[c, u, v] into each tap's window of a padded zero array (at stride
-    1 both on contiguous runs of the flattened padded image)."""
+    """dy (N, C, OH, OW) -> dx (N, C, H, W) or None, dw (C, 1, KH, KW), db.
+
+    dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW: at stride 1 a dot
+    product per (image, channel) over a contiguous run, a block of images at
+    a time. dx at stride 1 is the depthwise forward pass of dy with the kernel
+    turned by 180° (as :func:`input_grad_correlate`); otherwise dy · w[c, u,
+    v] is added into each tap's window of a padded zero array."""
     xpad, w, has_bias, geo = cache
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
     N, C = geo.N, geo.C
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
-    dw_cols = []
-    dxpad = xp.zeros_like(xpad) if input_grad else None
+    db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
+    dev = device_of(dy)
     if geo.stride == (1, 1) and N:
         offsets, L, Wp = _flat_taps(geo)
-        dev = device_of(dy)
-        grid = xp.zeros((N, C, geo.OH, Wp), dtype=dy.dtype, device=dev)
-        grid[:, :, :, : geo.OW] = dy
-        dy_flat = xp.reshape(grid, (N, C, -1))[:, :, :L]
         x_flat = xp.reshape(xpad, (N, C, -1))
-        dx_flat = xp.reshape(dxpad, (N, C, -1)) if dxpad is not None else None
-        for k, off in offsets:
-            # a dot product per (image, channel) over a contiguous run
-            dots = xp.vecdot(dy_flat, x_flat[:, :, off : off + L], axis=-1)
-            dw_cols.append(xp.sum(dots, axis=0))
-            if dx_flat is not None:
-                tap = xp.reshape(taps[:, k], (1, C, 1))
-                dx_flat[:, :, off : off + L] += dy_flat * tap
-        if dx_flat is not None:
-            dxpad = xp.reshape(dx_flat, tuple(xpad.shape))
+        dw_t = xp.zeros((geo.KH * geo.KW, C), dtype=dy.dtype, device=dev)
+        for n0, n1 in _image_blocks(geo, C * geo.OH * Wp):
+            grid = xp.zeros((n1 - n0, C, geo.OH, Wp), dtype=dy.dtype, device=dev)
+            grid[:, :, :, : geo.OW] = dy[n0:n1, ...]
+            dy_flat = xp.reshape(grid, (n1 - n0, C, -1))[:, :, :L]
+            for k, off in offsets:
+                dots = xp.vecdot(dy_flat, x_flat[n0:n1, :, off : off + L], axis=-1)
+                dw_t[k, :] += xp.sum(dots, axis=0)
+        dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
     else:
+        dw_cols = []
         for u in range(geo.KH):
             for v in range(geo.KW):
                 rows, columns = window(geo, u, v)
-                dw_cols.append(xp.sum(dy * xpad[:, :, rows, columns], axis=(0, 2, 3)))
-                if dxpad is not None:
-                    k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
-                    dxpad[:, :, rows, columns] += dy * k
-    dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
-    db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
-    if dxpad is None:
+                patch = xpad[:, :, rows, columns]
+                dw_cols.append(xp.sum(dy * patch, axis=(0, 2, 3)))
+        dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
+    if not input_grad:
         return None, dw, db
+    if geo.stride == (1, 1) and full_correlation(geo):
+        (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
+        padding = (dil_h * (geo.KH - 1) - ph, dil_w * (geo.KW - 1) - pw)
+        turned = xp.flip(w, axis=(2, 3))
+        _, dgeo = conv.geometry(
+            "conv2d_backward", dy, turned, None, 1, padding, geo.dilation, C
+        )
+        return _depthwise_apply(xp, pad(xp, dy, *padding), turned, None, dgeo), dw, db
+    dxpad = xp.zeros_like(xpad)
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            rows, columns = window(geo, u, v)
+            k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
+            dxpad[:, :, rows, columns] += dy * k
     ph, pw = geo.padding
     return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], dw, db
 
@@ -245,14 +306,19 @@ def input_grad_correlate(xp: Any, dy: Any, w: Any, geo: ConvGeometry) -> Any:
     Why it holds: at stride 1, dx[n, c, h, w] = Σ_f,u,v dY[n, f, h + p − d·u,
     w + p' − d·v] · W[f, c, u, v]; with u' = KH − 1 − u that is a
     cross-correlation of dY, zero-padded by d·(KH − 1) − p, with W'[c, f, u',
-    v'] = W[f, c, KH − 1 − u', KW − 1 − v']. So the fast forward kernel runs
-    it: one product with inner dimension F·KH·KW (col2im's product has inner
-    dimension F, then KH·KW slice-adds over the whole padded input).
+    v'] = W[f, c, KH − 1 − u', KW − 1 − v'] (with groups: within each group).
+    So the fast forward kernel runs it: one product with inner dimension
+    F·KH·KW (col2im's product has inner dimension F, then KH·KW slice-adds
+    over the whole padded input).
     """
     (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
-    w_rot = xp.flip(xp.permute_dims(w, (1, 0, 2, 3)), axis=(2, 3))  # (C, F, KH, KW)
-    padding = (dil_h * (geo.KH - 1) - ph, dil_w * (geo.KW - 1) - pw)
-    dx, _ = conv2d_forward(dy, w_rot, None, 1, padding, geo.dilation)
+    G, KH, KW = geo.groups, geo.KH, geo.KW
+    # per group g: W'[g's C/G, g's F/G] = W[g's F/G, g's C/G] turned
+    w_g = xp.reshape(w, (G, geo.F // G, geo.C // G, KH, KW))
+    w_rot = xp.flip(xp.permute_dims(w_g, (0, 2, 1, 3, 4)), axis=(3, 4))
+    w_rot = xp.reshape(w_rot, (geo.C, geo.F // G, KH, KW))
+    padding = (dil_h * (KH - 1) - ph, dil_w * (KW - 1) - pw)
+    dx, _ = conv2d_forward(dy, w_rot, None, 1, padding, geo.dilation, G)
     return dx
 
 
