@@ -1,6 +1,7 @@
 """Every fast kernel (``cnnbook.functional._fast``) equals the reference it
 replaces (``cnnbook.functional.conv``, ``.norm`` and ``.pool``), on every
-backend, on random shapes and on cases chosen to reach each branch: the
+backend, on random shapes and on cases chosen to reach each branch: im2col
+from the unpadded input (taps partly or wholly in the padding), the
 image-by-image and the wide (F·C·KH·KW > 4096) products, the stride-1 input
 gradient as a forward correlation of dY, by "flat shifts" (padding beyond
 d·(K − 1); in one block and in several) and col2im, ``input_grad=False``;
@@ -58,6 +59,9 @@ BRANCH_CASES = {
         1,
         False,
     ),
+    # taps that read only padding (a 1-pixel image, a 3×3 kernel): zero columns
+    "narrow, taps wholly in the padding": ((2, 3, 1, 2), (4, 3, 3, 3), 1, 1, 1, True),
+    "narrow, stride 2, padding 2": ((1, 2, 3, 3), (3, 2, 3, 3), 2, 2, 1, False),
     # padding given as "same": symmetric for an odd kernel, so the fast path
     "narrow, 'same' (correlation)": ((2, 3, 6, 7), (4, 3, 3, 3), 1, "same", 1, True),
     # ResNet's stage 1 and 3 layers: dx's correlation is narrow (16·16·9) and

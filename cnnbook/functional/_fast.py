@@ -8,8 +8,9 @@ Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
 
 - :func:`conv2d_forward` fills im2col's column buffer in memory reused between
   calls (:func:`cnnbook.backend.scratch`: a fresh 75 MB array costs ~12 ms of
-  page faults) and, for a small filter matrix, multiplies image by image
-  (OpenBLAS runs a small W times a very wide matrix slowly).
+  page faults) straight from the unpadded input (no padded copy) and, for a
+  small filter matrix, multiplies image by image (OpenBLAS runs a small W
+  times a very wide matrix slowly).
 - :func:`conv2d_backward` orients dW's product the way BLAS prefers, skips dx
   on request (``input_grad=False``: the first layer, whose input is data) and,
   for stride 1, computes dx as the forward convolution of dY with the turned
@@ -69,6 +70,42 @@ def _per_image(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
     return xp.permute_dims(xp.reshape(cols, (K, geo.N, geo.OH * geo.OW)), (1, 0, 2))
 
 
+def _tap_range(size: int, out: int, stride: int, start: int) -> tuple[int, int]:
+    """Outputs i0 <= i < i1 whose input index stride·i + start lies in
+    [0, size): the rest read the zero padding."""
+    i0 = max(0, -(start // stride))  # ceil(−start / stride)
+    i1 = min(out, (size - 1 - start) // stride + 1) if size > start else 0
+    return i0, max(i0, i1)
+
+
+def im2col(xp: Any, x: Any, geo: ConvGeometry) -> Any:
+    """Unpadded x (N, C, H, W) -> columns (C·KH·KW, N·OH·OW), equal to
+    :func:`cnnbook.functional.im2col` of the padded input. Each tap copies
+    only the window that lies inside x and zeroes the strips that read the
+    padding, so no padded copy of x is made; the columns go to a reused
+    buffer (:func:`cnnbook.backend.scratch`)."""
+    (sh, sw), (dh, dw), (ph, pw) = geo.stride, geo.dilation, geo.padding
+    cols = scratch((geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW), like=x)
+    for u in range(geo.KH):
+        i0, i1 = _tap_range(geo.H, geo.OH, sh, u * dh - ph)
+        for v in range(geo.KW):
+            j0, j1 = _tap_range(geo.W, geo.OW, sw, v * dw - pw)
+            tap = cols[:, u, v, ...]  # (C, N, OH, OW)
+            if i1 == i0 or j1 == j0:  # the whole tap reads padding
+                tap[...] = 0
+                continue
+            r0, c0 = sh * i0 + u * dh - ph, sw * j0 + v * dw - pw
+            rows = slice(r0, r0 + sh * (i1 - i0 - 1) + 1, sh)
+            columns = slice(c0, c0 + sw * (j1 - j0 - 1) + 1, sw)
+            patch = xp.permute_dims(x[:, :, rows, columns], (1, 0, 2, 3))
+            tap[:, :, i0:i1, j0:j1] = patch
+            tap[:, :, :i0, :] = 0
+            tap[:, :, i1:, :] = 0
+            tap[:, :, i0:i1, :j0] = 0
+            tap[:, :, i0:i1, j1:] = 0
+    return xp.reshape(cols, (geo.C * geo.KH * geo.KW, geo.N * geo.OH * geo.OW))
+
+
 def conv2d_forward(
     x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1, groups=1
 ) -> tuple[Any, Any]:
@@ -84,9 +121,7 @@ def conv2d_forward(
         return conv.conv2d_forward(x, w, b, stride, padding, dilation, groups)
     if depthwise(geo):
         return depthwise_forward(xp, x, w, b, geo)
-    xpad = pad(xp, x, *geo.padding)
-    buffer = scratch((geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW), like=xpad)
-    cols = conv.im2col(xp, xpad, geo, out=buffer)
+    cols = im2col(xp, x, geo)
     G = geo.groups
     if G != 1:  # (G, F/G, C/G·KH·KW) @ (G, C/G·KH·KW, N·OH·OW)
         w_g = xp.reshape(w, (G, geo.F // G, -1))
@@ -119,8 +154,12 @@ def conv2d_backward(
         return (dx if input_grad else None), dw, db
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
-    dy_mat = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (geo.F, -1))
     G = geo.groups
+    db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
+    corr = geo.stride == (1, 1) and full_correlation(geo)  # dx without dy_mat
+    dy_mat = None  # dY as (F, N·OH·OW): a transposed copy, made only if used
+    if G != 1 or not narrow(geo) or (input_grad and not corr):
+        dy_mat = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (geo.F, -1))
     # dW = dY · colsᵀ, computed as (cols · dYᵀ)ᵀ: the same numbers, and the
     # orientation BLAS runs fastest for a short-and-wide dY (F ≪ N·OH·OW).
     if G != 1:  # per group: (C/G·KH·KW, N·OH·OW) @ (N·OH·OW, F/G)
@@ -132,10 +171,9 @@ def conv2d_backward(
     else:
         dw_t = cols @ xp.matrix_transpose(dy_mat)  # (C·KH·KW, F)
     dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
-    db = xp.sum(dy_mat, axis=1) if has_bias else None
     if not input_grad:
         return None, dw, db
-    if geo.stride == (1, 1) and full_correlation(geo):
+    if corr:
         return input_grad_correlate(xp, dy, w, geo), dw, db
     if G != 1:  # col2im of the groups' Wᵀ·dY
         w_g = xp.reshape(w, (G, geo.F // G, -1))
