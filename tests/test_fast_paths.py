@@ -63,7 +63,9 @@ BRANCH_CASES = {
     "narrow, taps wholly in the padding": ((2, 3, 1, 2), (4, 3, 3, 3), 1, 1, 1, True),
     "narrow, stride 2, padding 2": ((1, 2, 3, 3), (3, 2, 3, 3), 2, 2, 1, False),
     # padding given as "same": symmetric for an odd kernel, so the fast path
-    "narrow, 'same' (correlation)": ((2, 3, 6, 7), (4, 3, 3, 3), 1, "same", 1, True),
+    "narrow, 'same' (correlation)": ((2, 16, 6, 7), (4, 16, 3, 3), 1, "same", 1, True),
+    # fewer than CORRELATE_MIN_C = 16 input channels: flat shifts
+    "narrow, 15 channels (flat shift)": ((2, 15, 5, 5), (4, 15, 3, 3), 1, 1, 1, True),
     # ResNet's stage 1 and 3 layers: dx's correlation is narrow (16·16·9) and
     # wide (64·64·9); stage 1 at its real width (28 px)
     "ResNet 16 ch 28 px (correlation)": (
@@ -76,8 +78,8 @@ BRANCH_CASES = {
     ),
     "ResNet 64 ch 7 px (correlation)": ((2, 64, 7, 7), (64, 64, 3, 3), 1, 1, 1, False),
     "narrow, dilated, uneven padding (correlation)": (
-        (1, 2, 9, 9),
-        (70, 2, 3, 3),
+        (1, 16, 9, 9),
+        (3, 16, 3, 3),
         1,
         (2, 1),
         2,
@@ -152,6 +154,21 @@ def test_fast_conv_equals_reference_float32(backend, name):
     _assert_same(got, want, 2e-4)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [n for n in BRANCH_CASES if "1×1" not in n]
+    + ["grouped, stride 2 (col2im)", "grouped, padding > K − 1 (col2im)"],
+)
+def test_im2col_without_a_padded_copy(backend, monkeypatch, name):
+    """Inputs of PAD_IN_PLACE elements or more skip the padded copy: im2col
+    zeroes each tap's padding strips itself (some taps read only padding).
+    PAD_IN_PLACE = 0 sends these small cases that way."""
+    case = BRANCH_CASES.get(name) or GROUPED_CASES[name]
+    want = _conv_both(backend, case)[1]
+    monkeypatch.setattr(fast, "PAD_IN_PLACE", 0)
+    _assert_same(_conv_both(backend, case)[0], want, 1e-11)
+
+
 def test_flat_shift_in_several_channel_blocks(backend, monkeypatch):
     """input_grad_flat computes Wᵀ·dY in channel blocks of about BLOCK
     elements; a VGG-sized layer needs several. A small BLOCK makes this small
@@ -222,7 +239,8 @@ def test_grouped_cases_reach_every_branch():
         _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation, groups)
         stride_1 = geo.stride == (1, 1)
         asymmetric = geo.pad_end is not None
-        corr = stride_1 and not asymmetric and fast.full_correlation(geo)
+        fits = fast.correlation_fits if fast.depthwise(geo) else fast.full_correlation
+        corr = stride_1 and not asymmetric and fits(geo)
         seen.add((fast.depthwise(geo), stride_1, corr, asymmetric))
     assert seen == {
         (True, True, True, False), (True, True, False, False),
