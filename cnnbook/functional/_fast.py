@@ -267,6 +267,8 @@ def _depthwise_apply(xp: Any, xpad: Any, w: Any, b: Any, geo: ConvGeometry) -> A
                 rows, columns = window(geo, u, v)
                 k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
                 y += xpad[:, :, rows, columns] * k
+        if b is not None:
+            y += xp.reshape(b, (1, C, 1, 1))
     else:
         offsets, L, Wp = _flat_taps(geo)
         flat = xp.reshape(xpad, (N, C, -1))
@@ -279,11 +281,10 @@ def _depthwise_apply(xp: Any, xpad: Any, w: Any, b: Any, geo: ConvGeometry) -> A
             acc[...] = flat[n0:n1, :, off0 : off0 + L] * tap[k0]
             for k, off in rest:
                 acc += flat[n0:n1, :, off : off + L] * tap[k]
-            # crop the padded width (the columns past OW hold no output)
-            grid4 = xp.reshape(grid, (n1 - n0, C, geo.OH, Wp))
-            y[n0:n1, ...] = grid4[:, :, :, : geo.OW]
-    if b is not None:
-        y += xp.reshape(b, (1, C, 1, 1))
+            # crop the padded width (the columns past OW hold no output),
+            # adding the bias on the way
+            grid4 = xp.reshape(grid, (n1 - n0, C, geo.OH, Wp))[:, :, :, : geo.OW]
+            y[n0:n1, ...] = grid4 if b is None else grid4 + xp.reshape(b, (1, C, 1, 1))
     return y
 
 
