@@ -286,7 +286,7 @@ def col2im(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
 # ---------------------------------------------------------------------------
 class ConvTranspose2dCache(NamedTuple):
     x: Any  # (N, C_in, H, W)
-    w: Any  # (C_in, C_out, KH, KW)
+    w: Any  # (C_in, C_out/groups, KH, KW)
     has_bias: bool
     geometry: ConvGeometry  # of the convolution whose adjoint this is
 
