@@ -137,6 +137,22 @@ def test_benchmark_rows_and_gflops():
     assert "gflops_cnnbook" not in rows[1]
 
 
+def test_benchmark_rows_of_grouped_convolutions():
+    """benchmarks/run.py writes grouped cases as "... g<groups>" with w (F,
+    C/groups, KH, KW): each of the 3 products is 2·F·(C/groups)·KH·KW·P."""
+    r = _result()
+    dw = dict(
+        r["cases"][0], name="conv_dw", shapes="x(2, 4, 8, 8) w(4, 1, 3, 3) s1 p1 g4"
+    )
+    grouped = dict(dw, name="conv_g", shapes="x(2, 4, 8, 8) w(6, 2, 3, 3) s1 p1 g2")
+    r["cases"] = [dw, grouped]
+    rows = D.benchmark_rows(r)
+    P = 2 * 8 * 8
+    assert rows[0]["gflops_cnnbook"] == pytest.approx(3 * 2 * 4 * 1 * 9 * P / 3e6)
+    assert rows[1]["gflops_cnnbook"] == pytest.approx(3 * 2 * 6 * 2 * 9 * P / 3e6)
+    assert D.check_benchmarks(r) > 0
+
+
 def test_check_benchmarks_passes_and_catches_each_inconsistency():
     assert D.check_benchmarks(_result()) == 8
     bad = copy.deepcopy(_result())

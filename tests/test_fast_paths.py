@@ -1,10 +1,13 @@
 """Every fast kernel (``cnnbook.functional._fast``) equals the reference it
-replaces (``cnnbook.functional.conv`` and ``.pool``), on every backend, on
-random shapes and on cases chosen to reach each branch: the image-by-image and
-the wide (F·C·KH·KW > 4096) products, the stride-1 "flat shift" input gradient
-(in one block and in several) and col2im, ``input_grad=False``; pairwise 2×2
-max-pooling with ties, NaN and infinite gradients, and the fall-through to
-the reference for every other window."""
+replaces (``cnnbook.functional.conv``, ``.norm`` and ``.pool``), on every
+backend, on random shapes and on cases chosen to reach each branch: im2col
+from the unpadded input (taps partly or wholly in the padding), the
+image-by-image and the wide (F·C·KH·KW > 4096) products, the stride-1 input
+gradient as a forward correlation of dY, by "flat shifts" (padding beyond
+d·(K − 1); in one block and in several) and col2im, ``input_grad=False``;
+batch norm in training (2-, 3- and 4-D, either cache) and its fall-through
+in evaluation; pairwise 2×2 max-pooling with ties, NaN and infinite
+gradients, and the fall-through to the reference for every other window."""
 
 from __future__ import annotations
 
@@ -39,6 +42,49 @@ BRANCH_CASES = {
     "wide, stride 1 (flat shift)": ((2, 8, 6, 6), (64, 8, 3, 3), 1, 1, 1, True),
     "wide, stride 2 (col2im)": ((2, 8, 7, 7), (64, 8, 3, 3), 2, 1, 1, False),
     "wide, 1×1 kernel": ((2, 80, 3, 3), (64, 80, 1, 1), 1, 0, 1, True),
+    # padding beyond dilation·(K − 1): dx by flat shifts, not by correlation
+    "narrow, stride 1, padding > K − 1 (flat shift)": (
+        (2, 3, 5, 6),
+        (4, 3, 3, 2),
+        1,
+        (3, 2),
+        1,
+        True,
+    ),
+    "wide, 1×1 kernel, padded (flat shift)": (
+        (2, 80, 3, 3),
+        (64, 80, 1, 1),
+        1,
+        1,
+        1,
+        False,
+    ),
+    # taps that read only padding (a 1-pixel image, a 3×3 kernel): zero columns
+    "narrow, taps wholly in the padding": ((2, 3, 1, 2), (4, 3, 3, 3), 1, 1, 1, True),
+    "narrow, stride 2, padding 2": ((1, 2, 3, 3), (3, 2, 3, 3), 2, 2, 1, False),
+    # padding given as "same": symmetric for an odd kernel, so the fast path
+    "narrow, 'same' (correlation)": ((2, 16, 6, 7), (4, 16, 3, 3), 1, "same", 1, True),
+    # fewer than CORRELATE_MIN_C = 16 input channels: flat shifts
+    "narrow, 15 channels (flat shift)": ((2, 15, 5, 5), (4, 15, 3, 3), 1, 1, 1, True),
+    # ResNet's stage 1 and 3 layers: dx's correlation is narrow (16·16·9) and
+    # wide (64·64·9); stage 1 at its real width (28 px)
+    "ResNet 16 ch 28 px (correlation)": (
+        (2, 16, 28, 28),
+        (16, 16, 3, 3),
+        1,
+        1,
+        1,
+        False,
+    ),
+    "ResNet 64 ch 7 px (correlation)": ((2, 64, 7, 7), (64, 64, 3, 3), 1, 1, 1, False),
+    "narrow, dilated, uneven padding (correlation)": (
+        (1, 16, 9, 9),
+        (3, 16, 3, 3),
+        1,
+        (2, 1),
+        2,
+        True,
+    ),
 }
 CONV_CASES = list(BRANCH_CASES.values()) + [_random_conv_case(s) for s in range(8)]
 
@@ -48,23 +94,37 @@ def test_branch_cases_reach_every_convolution_branch():
     for x_shape, w_shape, stride, padding, dilation, _bias in CONV_CASES:
         x, w = np.zeros(x_shape), np.zeros(w_shape)
         _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation)
-        seen.add((fast.narrow(geo), geo.stride == (1, 1)))
-    assert seen == {(True, True), (True, False), (False, True), (False, False)}
+        stride_1 = geo.stride == (1, 1)
+        corr = stride_1 and fast.full_correlation(geo)
+        seen.add((fast.narrow(geo), stride_1, corr))
+        if corr:  # the correlation's own forward product: narrow or wide
+            seen.add(("dx", fast.narrow(geo._replace(F=geo.C, C=geo.F))))
+    assert seen == {
+        (True, True, True), (True, True, False), (True, False, False),
+        (False, True, True), (False, True, False), (False, False, False),
+        ("dx", True), ("dx", False),
+    }  # fmt: skip
 
 
-def _conv_both(backend, case, seed=0, dtype=np.float64):
-    """(fast, reference) results: y, dx, dw, db as NumPy arrays."""
-    x_shape, w_shape, stride, padding, dilation, bias = case
+def _conv_both(backend, case, seed=0, dtype=np.float64, input_grad=True):
+    """(fast, reference) results: y, dx, dw, db as NumPy arrays (the fast dx
+    None with ``input_grad=False``). A case may end in ``groups``."""
+    x_shape, w_shape, stride, padding, dilation, bias, *groups = case
+    groups = groups[0] if groups else 1
     rng = np.random.default_rng(seed)
     x = backend.asarray(rng.standard_normal(x_shape), dtype)
     w = backend.asarray(rng.standard_normal(w_shape), dtype)
     b = backend.asarray(rng.standard_normal(w_shape[0]), dtype) if bias else None
     out = []
+
+    def fast_backward(dy, cache):
+        return fast.conv2d_backward(dy, cache, input_grad)
+
     for forward, backward in (
-        (fast.conv2d_forward, fast.conv2d_backward),
+        (fast.conv2d_forward, fast_backward),
         (Fn.conv2d_forward, Fn.conv2d_backward),
     ):
-        y, cache = forward(x, w, b, stride, padding, dilation)
+        y, cache = forward(x, w, b, stride, padding, dilation, groups)
         dy = backend.asarray(np.random.default_rng(seed + 1).standard_normal(y.shape))
         dy = backend.asarray(backend.to_numpy(dy), dtype)
         grads = backward(dy, cache)
@@ -74,7 +134,7 @@ def _conv_both(backend, case, seed=0, dtype=np.float64):
 
 def _assert_same(got, want, tol):
     for name, a, e in zip(("y", "dx", "dw", "db"), got, want, strict=True):
-        if e is None:
+        if e is None or (a is None and name == "dx"):  # input_grad=False
             assert a is None, name
         else:
             np.testing.assert_allclose(a, e, rtol=tol, atol=tol, err_msg=name)
@@ -94,6 +154,21 @@ def test_fast_conv_equals_reference_float32(backend, name):
     _assert_same(got, want, 2e-4)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [n for n in BRANCH_CASES if "1×1" not in n]
+    + ["grouped, stride 2 (col2im)", "grouped, padding > K − 1 (col2im)"],
+)
+def test_im2col_without_a_padded_copy(backend, monkeypatch, name):
+    """Inputs of PAD_IN_PLACE elements or more skip the padded copy: im2col
+    zeroes each tap's padding strips itself (some taps read only padding).
+    PAD_IN_PLACE = 0 sends these small cases that way."""
+    case = BRANCH_CASES.get(name) or GROUPED_CASES[name]
+    want = _conv_both(backend, case)[1]
+    monkeypatch.setattr(fast, "PAD_IN_PLACE", 0)
+    _assert_same(_conv_both(backend, case)[0], want, 1e-11)
+
+
 def test_flat_shift_in_several_channel_blocks(backend, monkeypatch):
     """input_grad_flat computes Wᵀ·dY in channel blocks of about BLOCK
     elements; a VGG-sized layer needs several. A small BLOCK makes this small
@@ -103,6 +178,101 @@ def test_flat_shift_in_several_channel_blocks(backend, monkeypatch):
     for block in (1, 2 * 9 * 2 * 9 * 8):
         monkeypatch.setattr(fast, "BLOCK", block)
         _assert_same(_conv_both(backend, case)[0], want, 1e-11)
+
+
+# Grouped and depthwise: (x, w, stride, padding, dilation, bias, groups)
+GROUPED_CASES = {
+    # depthwise (groups = C = F): per-tap multiply-adds, dx by correlation
+    "depthwise, stride 1": ((3, 4, 7, 6), (4, 1, 3, 3), 1, 1, 1, True, 4),
+    "depthwise, 5×3, dilated, 'same'": (
+        (2, 3, 9, 8), (3, 1, 5, 3), 1, "same", (1, 2), False, 3,
+    ),
+    "depthwise, padding > K − 1 (dx by windows)": (
+        (2, 3, 5, 5), (3, 1, 3, 3), 1, (3, 1), 1, True, 3,
+    ),
+    "depthwise, stride 2 (windows)": ((2, 4, 9, 8), (4, 1, 3, 3), 2, 1, 1, True, 4),
+    "depthwise, stride (1, 2) (windows)": (
+        (1, 3, 7, 9), (3, 1, 3, 3), (1, 2), 1, 1, False, 3,
+    ),
+    # MobileNet's depthwise layer at its real width (several blocks of images)
+    "depthwise, 32 ch 56 px": ((2, 32, 56, 56), (32, 1, 3, 3), 1, 1, 1, True, 32),
+    # grouped: batched products over the groups
+    "grouped, stride 1 (correlation)": ((2, 6, 7, 7), (4, 3, 3, 3), 1, 1, 1, True, 2),
+    "grouped, stride 2 (col2im)": ((2, 6, 8, 7), (9, 2, 3, 3), 2, 1, 1, True, 3),
+    "grouped, padding > K − 1 (col2im)": (
+        (1, 4, 5, 5), (4, 2, 3, 3), 1, 3, 1, False, 2,
+    ),
+    "depthwise, 2 filters per channel (grouped)": (
+        (2, 3, 6, 6), (6, 1, 3, 3), 1, 1, 1, True, 3,
+    ),
+    "grouped, 2 channels per filter, dilated": (
+        (2, 4, 8, 8), (2, 2, 3, 3), 1, 2, 2, True, 2,
+    ),
+    "grouped, ResNeXt-like 8 groups": ((2, 64, 7, 7), (64, 8, 3, 3), 1, 1, 1, False, 8),
+    # asymmetric padding: the reference
+    "grouped, 'same' with an even kernel (reference)": (
+        (2, 4, 6, 6), (4, 2, 2, 2), 1, "same", 1, True, 2,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+@pytest.mark.parametrize("name", list(GROUPED_CASES))
+def test_fast_grouped_conv_equals_reference(backend, name, input_grad):
+    got, want = _conv_both(backend, GROUPED_CASES[name], input_grad=input_grad)
+    assert (got[1] is None) == (not input_grad)
+    _assert_same(got, want, 1e-11)
+
+
+def test_grouped_cases_reach_every_branch():
+    seen = set()
+    for (
+        x_shape,
+        w_shape,
+        stride,
+        padding,
+        dilation,
+        _,
+        groups,
+    ) in GROUPED_CASES.values():
+        x, w = np.zeros(x_shape), np.zeros(w_shape)
+        _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation, groups)
+        stride_1 = geo.stride == (1, 1)
+        asymmetric = geo.pad_end is not None
+        fits = fast.correlation_fits if fast.depthwise(geo) else fast.full_correlation
+        corr = stride_1 and not asymmetric and fits(geo)
+        seen.add((fast.depthwise(geo), stride_1, corr, asymmetric))
+    assert seen == {
+        (True, True, True, False), (True, True, False, False),
+        (True, False, False, False), (False, True, True, False),
+        (False, False, False, False), (False, True, False, False),
+        (False, True, False, True),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("block", [1, 4 * 7 * 9, 1 << 20])
+def test_depthwise_in_blocks_of_images(backend, monkeypatch, block):
+    """The stride-1 depthwise kernels take a block of images at a time: one
+    image per block, two (the last block shorter), all three at once."""
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
+    got, want = _conv_both(backend, GROUPED_CASES["depthwise, stride 1"])
+    _assert_same(got, want, 1e-11)
+
+
+def test_fast_grouped_conv_float32(backend):
+    for name in ("depthwise, stride 1", "grouped, stride 1 (correlation)"):
+        got, want = _conv_both(backend, GROUPED_CASES[name], dtype=np.float32)
+        _assert_same(got, want, 2e-4)
+
+
+def test_depthwise_empty_batch(backend):
+    x = backend.asarray(np.zeros((0, 3, 5, 5)))
+    w = backend.asarray(np.ones((3, 1, 3, 3)))
+    y, cache = fast.conv2d_forward(x, w, None, 1, 1, 1, 3)
+    assert tuple(y.shape) == (0, 3, 5, 5)
+    dx, dw, _ = fast.conv2d_backward(backend.asarray(np.zeros((0, 3, 5, 5))), cache)
+    assert tuple(dx.shape) == (0, 3, 5, 5)
+    np.testing.assert_array_equal(backend.to_numpy(dw), 0.0)
 
 
 def test_input_grad_false_skips_dx_only(backend):
@@ -286,3 +456,83 @@ def test_scratch_shape_dtype_device(backend):
             assert tuple(a.shape) == shape and a.dtype == like.dtype
             b = like[:1] + a[:1, :1]  # same device: combining does not raise
             assert tuple(b.shape) == (1, 1)
+
+
+# ---------------------------------------------------------------------------
+# batch normalization
+# ---------------------------------------------------------------------------
+def _bn_args(backend, C, dtype, seed=0):
+    r = np.random.default_rng(seed)
+    gamma, beta = r.standard_normal(C), r.standard_normal(C)
+    mean, var = r.standard_normal(C), r.uniform(0.5, 2.0, C)
+    return [backend.asarray(a, dtype) for a in (gamma, beta, mean, var)]
+
+
+@pytest.mark.parametrize(
+    "shape", [(5, 3), (4, 3, 7), (2, 4, 5, 6), (64, 16, 28, 28)], ids=str
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_fast_batch_norm_equals_reference(backend, shape, training):
+    """Training (the fast path; the last shape is ResNet's first stage) and
+    evaluation (the reference): y, the running statistics, dx, dγ, dβ; and
+    each backward accepts the other forward's cache."""
+    dtype = np.float64
+    rng = np.random.default_rng(1)
+    x = backend.asarray(3 + 2 * rng.standard_normal(shape), dtype)
+    dy = backend.asarray(rng.standard_normal(shape), dtype)
+    runs = []
+    for forward in (fast.batch_norm_forward, Fn.batch_norm_forward):
+        gamma, beta, mean, var = _bn_args(backend, shape[1], dtype)
+        y, cache = forward(x, gamma, beta, mean, var, training, 0.1, 1e-5)
+        runs.append((y, mean, var, cache))
+    (y, mean, var, _), (y_ref, mean_ref, var_ref, _) = runs
+    for a, e in ((y, y_ref), (mean, mean_ref), (var, var_ref)):
+        np.testing.assert_allclose(
+            backend.to_numpy(a), backend.to_numpy(e), rtol=1e-11, atol=1e-11
+        )
+    want = Fn.batch_norm_backward(dy, runs[1][3])
+    for backward in (fast.batch_norm_backward, Fn.batch_norm_backward):
+        for _, _, _, cache in runs:
+            for a, e in zip(backward(dy, cache), want, strict=True):
+                np.testing.assert_allclose(
+                    backend.to_numpy(a), backend.to_numpy(e), rtol=1e-10, atol=1e-10
+                )
+
+
+def test_fast_batch_norm_float32(backend):
+    rng = np.random.default_rng(2)
+    x = backend.asarray(rng.standard_normal((8, 4, 5, 5)), np.float32)
+    dy = backend.asarray(rng.standard_normal((8, 4, 5, 5)), np.float32)
+    got, want = [], []
+    for forward, backward, out in (
+        (fast.batch_norm_forward, fast.batch_norm_backward, got),
+        (Fn.batch_norm_forward, Fn.batch_norm_backward, want),
+    ):
+        y, cache = forward(x, *_bn_args(backend, 4, np.float32))
+        out += [y, *backward(dy, cache)]
+    for a, e in zip(got, want, strict=True):
+        assert a.dtype == e.dtype
+        np.testing.assert_allclose(
+            backend.to_numpy(a), backend.to_numpy(e), rtol=1e-4, atol=1e-4
+        )
+
+
+@pytest.mark.parametrize(
+    "shape, C, momentum, eps",
+    [((1, 3), 3, 0.1, 1e-5), ((4, 3, 2), 2, 0.1, 1e-5), ((4, 3), 3, 2.0, 1e-5),
+     ((4, 3), 3, 0.1, 0.0), ((0, 3, 2, 2), 3, 0.1, 1e-5)],
+)  # fmt: skip
+def test_fast_batch_norm_bad_arguments_as_reference(backend, shape, C, momentum, eps):
+    """Arguments the reference refuses (one value per channel, wrong parameter
+    shape, momentum or eps out of range) raise its error; an empty batch
+    gives its empty output."""
+    x = backend.asarray(np.ones(shape), np.float64)
+    results = []
+    for forward in (fast.batch_norm_forward, Fn.batch_norm_forward):
+        args = _bn_args(backend, C, np.float64)
+        try:
+            y, _ = forward(x, *args, True, momentum, eps)
+            results.append(("ok", tuple(y.shape)))
+        except ValueError as err:
+            results.append(("error", str(err)))
+    assert results[0] == results[1]

@@ -470,12 +470,21 @@ TRANSPOSED = [
     ((2, 3, 4, 5), (3, 2, 3, 2), {"stride": 2, "padding": 1, "output_padding": 1}),
     ((1, 2, 3, 3), (2, 4, 2, 2), {"stride": 2}),
     ((1, 2, 4, 3), (2, 3, 3, 3), {"dilation": 2, "padding": (1, 2)}),
+    # groups: w (C_in, C_out/groups, KH, KW)
+    ((2, 4, 4, 5), (4, 3, 3, 3), {"groups": 2}),
+    ((2, 6, 3, 4), (6, 1, 3, 2), {"groups": 3, "stride": 2, "output_padding": 1}),
+    ((1, 3, 4, 4), (3, 2, 3, 3), {"groups": 3, "padding": 1, "dilation": 2}),
 ]
+
+
+def _c_out(ws, kw):
+    return ws[1] * kw.get("groups", 1)
 
 
 @pytest.mark.parametrize("xs, ws, kw", TRANSPOSED)
 def test_conv_transpose_gradients(backend, xs, ws, kw):
-    x, w, b = _x(backend, *xs), _x(backend, *ws, seed=1), _x(backend, ws[1], seed=2)
+    x, w = _x(backend, *xs), _x(backend, *ws, seed=1)
+    b = _x(backend, _c_out(ws, kw), seed=2)
     errors = gradcheck.check(
         F.conv_transpose2d_forward, F.conv_transpose2d_backward, x, w, b, **kw
     )
@@ -486,7 +495,8 @@ def test_conv_transpose_gradients(backend, xs, ws, kw):
 def test_conv_transpose_matches_pytorch(xs, ws, kw):
     torch = _torch()
     rng = np.random.default_rng(0)
-    x, w, b = rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[1])
+    x, w = rng.normal(size=xs), rng.normal(size=ws)
+    b = rng.normal(size=_c_out(ws, kw))
     y, cache = F.conv_transpose2d_forward(x, w, b, **kw)
     dy = rng.normal(size=y.shape)
     grads = F.conv_transpose2d_backward(dy, cache)
@@ -504,6 +514,67 @@ def test_conv_transpose_is_the_adjoint_of_conv(backend):
     dx = F.conv2d_backward(x, cache)[0]  # x plays dy, shaped like y
     t = F.conv_transpose2d_forward(x, w, stride=2)[0]
     np.testing.assert_allclose(B.to_numpy(t), B.to_numpy(dx), rtol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_grouped_conv_transpose_is_the_adjoint_of_grouped_conv(backend, groups):
+    """With groups, conv_transpose2d is still conv2d's dx: the same weight
+    read as (C_in, C_out/groups) in one and (F, C/groups) in the other."""
+    x, w = _x(backend, 2, 4, 5, 5), _x(backend, 4, 8 // groups, 3, 3, seed=1)
+    _y, cache = F.conv2d_forward(_x(backend, 2, 8, 11, 11), w, stride=2, groups=groups)
+    dx = F.conv2d_backward(x, cache)[0]
+    t = F.conv_transpose2d_forward(x, w, stride=2, groups=groups)[0]
+    np.testing.assert_allclose(B.to_numpy(t), B.to_numpy(dx), rtol=1e-12)
+
+
+def test_grouped_conv_transpose_layer_matches_pytorch():
+    torch = _torch()
+    ours = nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, groups=2, rng=0)
+    ours.to(dtype=np.float64)
+    theirs = torch.nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, groups=2)
+    theirs = theirs.double()
+    assert tuple(theirs.weight.shape) == ours.weight.shape == (6, 2, 3, 3)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(B.to_numpy(ours.weight.data)))
+        theirs.bias.copy_(torch.from_numpy(B.to_numpy(ours.bias.data)))
+    x = np.random.default_rng(3).normal(size=(2, 6, 4, 5))
+    tx = torch.tensor(x, requires_grad=True)
+    out = theirs(tx)
+    y = ours(x)
+    np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    dy = np.random.default_rng(4).normal(size=y.shape)
+    out.backward(torch.tensor(dy))
+    dx = ours.backward(dy)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-10, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        ours.bias.grad, theirs.bias.grad.numpy(), rtol=1e-10, atol=1e-12
+    )
+
+
+def test_grouped_conv_transpose_layer(backend):
+    up = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    up.to(dtype=np.float64)
+    assert up.weight.shape == (4, 3, 3, 3) and up.bias.shape == (6,)
+    assert "groups=2" in repr(up)
+    # PyTorch's default bound: 1/√(fan_in), fan_in = C_out/groups·KH·KW = 27
+    assert float(np.abs(B.to_numpy(up.weight.data)).max()) <= 1 / np.sqrt(27)
+    x = _x(backend, 2, 4, 5, 5)
+    y = up(x)
+    assert tuple(y.shape) == (2, 6, 10, 10)
+    assert tuple(up.backward(y).shape) == (2, 4, 5, 5)
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        nn.ConvTranspose2d(4, 6, 3, groups=3)
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        F.conv_transpose2d_forward(
+            _x(backend, 1, 4, 3, 3), _x(backend, 4, 2, 3, 3), groups=3
+        )
+    with pytest.raises(ValueError, match="groups must be a positive int"):
+        F.conv_transpose2d_forward(
+            _x(backend, 1, 4, 3, 3), _x(backend, 4, 2, 3, 3), groups=0
+        )
 
 
 def test_conv_transpose_layer(backend):

@@ -286,7 +286,7 @@ def col2im(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
 # ---------------------------------------------------------------------------
 class ConvTranspose2dCache(NamedTuple):
     x: Any  # (N, C_in, H, W)
-    w: Any  # (C_in, C_out, KH, KW)
+    w: Any  # (C_in, C_out/groups, KH, KW)
     has_bias: bool
     geometry: ConvGeometry  # of the convolution whose adjoint this is
 
@@ -299,27 +299,37 @@ def conv_transpose2d_forward(
     padding=0,
     output_padding=0,
     dilation=1,
+    groups=1,
 ) -> tuple[Any, ConvTranspose2dCache]:
-    """x (N, C_in, H, W), w (C_in, C_out, KH, KW), b (C_out,) or None
+    """x (N, C_in, H, W), w (C_in, C_out/groups, KH, KW), b (C_out,) or None
     -> y (N, C_out, OH, OW), cache, with
 
         OH = (H − 1)·s − 2p + d·(KH − 1) + output_padding + 1
 
     y is what :func:`conv2d_backward` returns as dx for dy = x and filters w
-    (the convolution from C_out to C_in channels): cols = Wᵀ·x folded back by
-    :func:`col2im`. As PyTorch's ``conv_transpose2d`` (weight layout
-    (C_in, C_out, KH, KW), groups 1).
+    (the convolution from C_out to C_in channels, with the same ``groups``):
+    cols = Wᵀ·x (per group) folded back by :func:`col2im`. As PyTorch's
+    ``conv_transpose2d`` (weight layout (C_in, C_out/groups, KH, KW)).
     """
     op = "conv_transpose2d_forward"
     xp = _checks.float_inputs(op, x=x, w=w, b=b)
     _checks.ndim(op, "x", x, (4,), "4-D (N, C_in, H, W)")
-    _checks.ndim(op, "w", w, (4,), "4-D (C_in, C_out, KH, KW)")
+    _checks.ndim(op, "w", w, (4,), "4-D (C_in, C_out/groups, KH, KW)")
     N, C_in, H, W = x.shape
-    Cw, C_out, KH, KW = w.shape
+    Cw, C_out_g, KH, KW = w.shape
+    if isinstance(groups, bool) or not hasattr(groups, "__index__") or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    G = int(groups)
+    C_out = C_out_g * G
     if C_in != Cw:
         raise ValueError(
             f"{op}: x has {C_in} channels (x shape {tuple(x.shape)}) but w expects "
-            f"{Cw} (w shape {tuple(w.shape)}, (C_in, C_out, KH, KW))"
+            f"{Cw} (w shape {tuple(w.shape)}, (C_in, C_out/groups, KH, KW))"
+        )
+    if C_in % G:
+        raise ValueError(
+            f"{op}: groups={G} must divide the {C_in} input channels (x shape "
+            f"{tuple(x.shape)})"
         )
     if b is not None and tuple(b.shape) != (C_out,):
         raise ValueError(
@@ -343,10 +353,12 @@ def conv_transpose2d_forward(
             f"{op}: the output would be {OH}×{OW} for x {tuple(x.shape)}, kernel "
             f"{KH}×{KW}, stride {stride!r}, padding {padding!r}"
         )
-    geo = ConvGeometry(N, C_out, OH, OW, C_in, KH, KW, H, W, s, p, d)
+    geo = ConvGeometry(N, C_out, OH, OW, C_in, KH, KW, H, W, s, p, d, G)
     x_mat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (C_in, -1))
-    cols = xp.matrix_transpose(xp.reshape(w, (C_in, -1))) @ x_mat
-    y = col2im(xp, cols, geo)
+    # group g: its C_out/G·KH·KW rows of cols from its C_in/G input channels
+    w_g = xp.reshape(w, (G, C_in // G, -1))
+    cols = xp.matrix_transpose(w_g) @ _grouped(xp, x_mat, G)
+    y = col2im(xp, xp.reshape(cols, (C_out * KH * KW, -1)), geo)
     if b is not None:
         y = y + xp.reshape(b, (1, C_out, 1, 1))
     return y, ConvTranspose2dCache(x, w, b is not None, geo)
@@ -357,16 +369,19 @@ def conv_transpose2d_backward(
 ) -> tuple[Any, Any, Any]:
     """dy (N, C_out, OH, OW) -> dx (N, C_in, H, W), dw, db (C_out,) or None:
     dx is the convolution of dy with w (its forward pass), dw = x·colsᵀ with
-    cols = im2col(dy)."""
+    cols = im2col(dy) (both per group)."""
     x, w, has_bias, geo = cache
     op = "conv_transpose2d_backward"
     xp = _checks.float_inputs(op, dy=dy, w=w)
     _checks.grad_shape(op, dy, (geo.N, geo.C, geo.H, geo.W))
     cols = im2col(xp, pad_sides(xp, dy, *geo.pads), geo)  # (C_out·KH·KW, N·H·W)
-    w_mat = xp.reshape(w, (geo.F, -1))
-    dx = xp.reshape(w_mat @ cols, (geo.F, geo.N, geo.OH, geo.OW))
+    G = geo.groups
+    cols_g = _grouped(xp, cols, G)  # (G, C_out/G·KH·KW, N·H·W)
+    w_g = xp.reshape(w, (G, geo.F // G, -1))
+    dx = xp.reshape(w_g @ cols_g, (geo.F, geo.N, geo.OH, geo.OW))
     dx = xp.permute_dims(dx, (1, 0, 2, 3))
     x_mat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (geo.F, -1))
-    dw = xp.reshape(x_mat @ xp.matrix_transpose(cols), w.shape)
+    dw = _grouped(xp, x_mat, G) @ xp.matrix_transpose(cols_g)
+    dw = xp.reshape(dw, w.shape)
     db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
     return dx, dw, db

@@ -205,9 +205,11 @@ class Conv2d(Module):
 class ConvTranspose2d(Module):
     """x (N, C_in, H, W) -> (N, C_out, OH, OW),
     OH = (H − 1)·s − 2p + d·(KH − 1) + output_padding + 1: the adjoint of a
-    convolution (an upsampling layer). weight (C_in, C_out, KH, KW), bias
-    (C_out,), initialised as PyTorch's ``nn.ConvTranspose2d`` (fan-in from
-    C_out·KH·KW)."""
+    convolution (an upsampling layer). weight (C_in, C_out/groups, KH, KW),
+    bias (C_out,), initialised as PyTorch's ``nn.ConvTranspose2d`` (fan-in
+    from C_out/groups·KH·KW). ``groups`` splits the channels as in
+    :class:`Conv2d`: group g maps its C_in/groups input channels to its
+    C_out/groups output channels."""
 
     def __init__(
         self,
@@ -221,12 +223,21 @@ class ConvTranspose2d(Module):
         dilation: Any = 1,
         rng: Any = None,
         dtype: Any = np.float32,
+        groups: int = 1,
     ):
         super().__init__()
         kh, kw = _checks.pair("ConvTranspose2d", "kernel_size", kernel_size, 1)
         _check_sizes(
-            "ConvTranspose2d", in_channels=in_channels, out_channels=out_channels
+            "ConvTranspose2d",
+            in_channels=in_channels,
+            out_channels=out_channels,
+            groups=groups,
         )
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"ConvTranspose2d: groups={groups} must divide "
+                f"in_channels={in_channels} and out_channels={out_channels}"
+            )
         for name, v, least in (
             ("stride", stride, 1),
             ("padding", padding, 0),
@@ -237,10 +248,12 @@ class ConvTranspose2d(Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         self.output_padding, self.dilation = output_padding, dilation
+        self.groups = int(groups)
         # PyTorch's default: uniform ±1/√fan_in with fan_in = weight.shape[1]·KH·KW
         gen = generator(rng)
-        w, _ = weights((in_channels, out_channels, kh, kw), False, "default", gen)
-        bound = 1 / math.sqrt(out_channels * kh * kw)
+        c_out_g = self.out_channels // self.groups
+        w, _ = weights((in_channels, c_out_g, kh, kw), False, "default", gen)
+        bound = 1 / math.sqrt(c_out_g * kh * kw)
         self.weight = _param(w, dtype)
         self.bias = (
             _param(gen.uniform(-bound, bound, out_channels), dtype) if bias else None
@@ -257,6 +270,7 @@ class ConvTranspose2d(Module):
             self.padding,
             self.output_padding,
             self.dilation,
+            self.groups,
         )
         self._save(cache)
         return y
@@ -278,6 +292,8 @@ class ConvTranspose2d(Module):
         ):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         return s + ("" if self.bias is not None else ", bias=False")
 
 
@@ -641,7 +657,7 @@ class _BatchNorm(Module):
             layouts = {2: f"(N, {C})", 3: f"(N, {C}, L)", 4: f"(N, {C}, H, W)"}
             want = " or ".join(layouts[n] for n in self._ndims)
             raise ValueError(f"{self!r} expects input {want}, got shape {shape}")
-        y, cache = F.batch_norm_forward(
+        y, cache = fast.batch_norm_forward(
             x,
             self.weight.data,
             self.bias.data,
@@ -657,7 +673,7 @@ class _BatchNorm(Module):
         return y
 
     def _backward(self, dy):
-        dx, dgamma, dbeta = F.batch_norm_backward(dy, self._saved())
+        dx, dgamma, dbeta = fast.batch_norm_backward(dy, self._saved())
         self.weight.accumulate(dgamma)
         self.bias.accumulate(dbeta)
         return dx

@@ -320,15 +320,18 @@ def load_benchmarks(path: Path | str) -> dict[str, Any]:
     return result
 
 
-_SHAPES = re.compile(r"x\(([\d, ]+)\) w\(([\d, ]+)\) s(\d+) p(\d+)")
+_SHAPES = re.compile(r"x\(([\d, ]+)\) w\(([\d, ]+)\) s(\d+) p(\d+)(?: g(\d+))?")
 
 
-def _conv_shapes(text: str) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+def _conv_shapes(
+    text: str,
+) -> tuple[tuple[int, ...], tuple[int, ...], int, int, int]:
+    """A convolution case's shapes -> x, w, stride, padding, groups."""
     m = _SHAPES.match(text or "")
     if m is None:
         raise ValueError(f"not a convolution case: {text!r}")
     x, w = (tuple(int(v) for v in shape.split(",")) for shape in m.group(1, 2))
-    return x, w, int(m.group(3)), int(m.group(4))
+    return x, w, int(m.group(3)), int(m.group(4)), int(m.group(5) or 1)
 
 
 def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -360,8 +363,10 @@ def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             row["torch_wall_ms"] = wall["torch"]["median_ms"]
         shapes = case.get("shapes", "")
         if case["name"].startswith("conv") and "forward only" not in shapes:
-            x, w, s, p = _conv_shapes(shapes)
-            flops = 3 * conv_gemm(x, w, s, p).flops
+            x, w, s, p, g = _conv_shapes(shapes)
+            # groups g: g products of 1/g of the dense layer's size each
+            dense = (w[0], w[1] * g, *w[2:])
+            flops = 3 * conv_gemm(x, dense, s, p).flops // g
             row["gflops_cnnbook"] = flops / (row["cnnbook_ms"] * 1e6)
             row["gflops_torch"] = flops / (row["torch_ms"] * 1e6)
         rows.append(row)
