@@ -172,49 +172,6 @@ def _tiny_data(n=40, seed=0):
     return X, y % 3
 
 
-def test_train_model_is_deterministic_and_learns():
-    data = _tiny_data()
-    runs = [
-        Dp.train_model(Dp.deep_net(2, width=4, seed=0), data, data, 6, lr=0.1)
-        for _ in range(2)
-    ]
-    assert runs[0].train_loss == runs[1].train_loss
-    model = Dp.deep_net(2, width=4, dtype=np.float32)
-    Dp.train_model(model, data, epochs=1)  # cast to the float64 default
-    assert all(p.data.dtype == np.float64 for p in model.parameters())
-    assert runs[0].train_loss[-1] < runs[0].train_loss[0]
-    assert len(runs[0].val_acc) == 6 and not math.isnan(runs[0].val_acc[-1])
-
-
-def test_degradation_runs_every_network():
-    data = _tiny_data()
-    out = Dp.degradation(data, data, blocks=(1,), widths=(4, 8), epochs=1)
-    assert set(out) == {("plain", 6), ("residual", 6)}
-    for run in out.values():
-        assert len(run.history) == 1
-        assert set(run.train) == set(run.test) == {"loss", "accuracy"}
-    assert out["plain", 6].train != out["residual", 6].train
-
-
-def test_bn_convergence_and_regularization_runs():
-    data = _tiny_data()
-    bn = Dp.bn_convergence(data, data, epochs=1, widths=(4,), convs_per_block=1)
-    assert set(bn) == {False, True} and all(len(h) == 1 for h in bn.values())
-    settings = {"none": {}, "all": {"dropout": 0.5, "weight_decay": 1e-3, "shift": 1}}
-    reg = Dp.regularization(data, data, settings, epochs=2, widths=(4,))
-    assert set(reg) == set(settings)
-    # evaluation mode: the same data gives the same metrics for train and test
-    assert reg["all"].train == reg["all"].test
-    with pytest.raises(ValueError, match="unknown settings"):
-        Dp.regularization(data, data, {"x": {"mixup": 1}}, epochs=1)
-
-
-def test_first_epoch_below():
-    assert Dp.first_epoch_below([3.0, 2.0, 1.0], 1.5) == 3
-    assert Dp.first_epoch_below([3.0], 1.0) is None
-    assert Dp.first_epoch_below([], 1.0) is None
-
-
 # ----------------------------------------------------------------------------
 # drawing and the explorer
 # ----------------------------------------------------------------------------

@@ -11,12 +11,7 @@
 (function () {
   "use strict";
 
-  function decode(d) {
-    const bin = atob(d.f32);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return { shape: d.shape, data: new Float32Array(bytes.buffer) };
-  }
+  const decode = window.cnnbookLive.decode;  // common.js, loaded first
 
   // cnnbook_book.convolution.parse_kernel: rows by ";" or newlines, numbers by
   // spaces or commas, fractions such as 1/9

@@ -10,12 +10,7 @@
 (function () {
   "use strict";
 
-  function decode(d) {
-    const bin = atob(d.f32);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return { shape: d.shape, data: new Float32Array(bytes.buffer) };
-  }
+  const decode = window.cnnbookLive.decode;  // common.js, loaded first
 
   const fmt = (v) => String(Number(v.toPrecision(4)));
 

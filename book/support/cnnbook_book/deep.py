@@ -13,9 +13,6 @@ pixels between neighbouring units) after layer l.
   norm through the package's hooks (:class:`cnnbook.nn.Recorder`);
   :func:`gradient_norms` measures one combination of the switches and
   :func:`gradient_grid` all of them (the one source of the explorers' numbers).
-- :func:`train_model`, :func:`degradation`, :func:`bn_convergence`,
-  :func:`regularization`: the chapter's training experiments, thin wrappers
-  over :func:`cnnbook.train.fit`; :func:`first_epoch_below` reads a history.
 - :func:`draw_grid`, :func:`explorer`: the gradient-norm explorer (ipywidgets)
   and its static counterpart, a grid of small multiples;
   :func:`live_gradient_explorer`: the grid, explorable in the published page.
@@ -29,34 +26,27 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import product
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from cnnbook import backend as B
-from cnnbook import data as D
-from cnnbook import models, nn, optim
-from cnnbook import train as T
-from cnnbook.history import History
+from cnnbook import nn
 from cnnbook_book.activations import INITS
 
 __all__ = [
     "ACTIVATION_LAYERS",
     "DEPTHS",
-    "Run",
-    "bn_convergence",
     "conv_grad_norms",
     "deep_net",
-    "degradation",
     "draw_grid",
     "draw_norms",
     "experiment",
     "explorer",
-    "first_epoch_below",
     "gradient_footprint",
     "gradient_grid",
     "gradient_norms",
@@ -64,8 +54,6 @@ __all__ = [
     "live_gradient_explorer",
     "load_experiment",
     "receptive_fields",
-    "regularization",
-    "train_model",
 ]
 
 #: activation name -> layer class, for :func:`deep_net` (the activations
@@ -302,189 +290,6 @@ def gradient_grid(
             activations, (False, True), (False, True), depths
         )
     }
-
-
-# ----------------------------------------------------------------------------
-# training experiments
-# ----------------------------------------------------------------------------
-Arrays = tuple[np.ndarray, np.ndarray]
-
-
-class Run(NamedTuple):
-    """One trained network: its history and final metrics in evaluation mode
-    (``{"loss", "accuracy"}``) on the training and the test set."""
-
-    history: History
-    train: dict[str, float]
-    test: dict[str, float]
-
-
-def _batches(data: Arrays, dtype: Any) -> D.DataLoader:
-    return D.DataLoader(data[0], data[1], batch_size=500, dtype=dtype)
-
-
-def _evaluate(model: nn.Module, data: Arrays) -> dict[str, float]:
-    dtype = model.parameters()[0].data.dtype
-    return T.evaluate(model, _batches(data, dtype))
-
-
-def train_model(
-    model: nn.Module,
-    train: Arrays,
-    test: Arrays | None = None,
-    epochs: int = 5,
-    lr: float = 0.05,
-    optimizer: str = "nesterov",
-    weight_decay: float = 0.0,
-    batch_size: int = 64,
-    augment: Callable | None = None,
-    seed: int = 0,
-    dtype: Any = np.float64,
-) -> History:
-    """train = (X (N, C, H, W), y (N,)) -> the :class:`~cnnbook.history.History`.
-
-    Seeded shuffling (and ``augment``), the optimizer from
-    :func:`cnnbook.optim.make_optimizer` (default ``"nesterov"``: SGD with
-    momentum 0.9, Nesterov),
-    constant learning rate, no progress bar; ``test`` is evaluated after every
-    epoch. The model and the batches are cast to ``dtype``: in float64 the
-    results do not depend on the summation order of a BLAS library or of the
-    convolution code (float32 trajectories drift apart within a few epochs).
-    """
-    model.to(dtype=dtype)
-    loader = D.DataLoader(
-        train[0],
-        train[1],
-        batch_size,
-        shuffle=True,
-        seed=seed,
-        augment=augment,
-        dtype=dtype,
-    )
-    opt = optim.make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-    val = _batches(test, dtype) if test else None
-    return T.fit(model, loader, nn.CrossEntropyLoss(), opt, epochs, val, progress=False)
-
-
-def degradation(
-    train: Arrays,
-    test: Arrays,
-    blocks: Sequence[int] = (1, 3),
-    widths: Sequence[int] = (8, 16, 32),
-    epochs: int = 4,
-    lr: float = 0.05,
-    seed: int = 0,
-) -> dict[tuple[str, int], Run]:
-    """train, test (X, y) -> {("plain" | "residual", depth): Run}.
-
-    The package's :func:`~cnnbook.models.resnet` and its plain twin with ``n``
-    blocks per stage (depth 2·n·stages + 2, i.e. 6n + 2 for three stages) for
-    each ``n`` in ``blocks``; the same seed, data order and optimizer for every
-    network. Final metrics are measured in evaluation mode.
-    """
-    out = {}
-    for n in blocks:
-        for kind in ("plain", "residual"):
-            net = models.resnet(
-                (n,) * len(widths),
-                widths,
-                in_channels=train[0].shape[1],
-                skip=kind == "residual",
-                seed=seed,
-            )
-            history = train_model(net, train, epochs=epochs, lr=lr, seed=seed)
-            out[kind, 2 * n * len(widths) + 2] = Run(
-                history, _evaluate(net, train), _evaluate(net, test)
-            )
-    return out
-
-
-def bn_convergence(
-    train: Arrays,
-    test: Arrays,
-    epochs: int = 4,
-    lr: float = 0.05,
-    widths: Sequence[int] = (16, 32),
-    convs_per_block: int = 3,
-    seed: int = 0,
-) -> dict[bool, History]:
-    """train, test (X, y) -> {batch_norm: History} for the package's
-    :func:`~cnnbook.models.vgg` without and with batch norm, trained alike."""
-    out = {}
-    for bn in (False, True):
-        net = models.vgg(
-            widths,
-            convs_per_block,
-            hidden=64,
-            in_channels=train[0].shape[1],
-            input_size=train[0].shape[2],
-            batch_norm=bn,
-            seed=seed,
-        )
-        out[bn] = train_model(net, train, test, epochs=epochs, lr=lr, seed=seed)
-    return out
-
-
-def regularization(
-    train: Arrays,
-    test: Arrays,
-    settings: dict[str, dict[str, Any]],
-    epochs: int = 30,
-    lr: float = 0.05,
-    batch_size: int = 32,
-    widths: Sequence[int] = (16, 32),
-    seed: int = 0,
-) -> dict[str, Run]:
-    """train, test (X, y); settings {name: {"dropout": p, "weight_decay": λ,
-    "shift": pixels}} -> {name: Run}.
-
-    Each setting trains the same :func:`~cnnbook.models.vgg` (one conv per
-    block, same seed, same data order) with dropout before the classifier,
-    SGD weight decay and/or random shifts of up to ``shift`` pixels
-    (:class:`cnnbook.data.RandomShift`). The final metrics are measured in
-    evaluation mode (dropout off) on the unaugmented data.
-    """
-    out = {}
-    for name, s in settings.items():
-        unknown = set(s) - {"dropout", "weight_decay", "shift"}
-        if unknown:
-            raise ValueError(f"regularization: unknown settings {sorted(unknown)}")
-        net = models.vgg(
-            widths,
-            1,
-            hidden=64,
-            in_channels=train[0].shape[1],
-            input_size=train[0].shape[2],
-            dropout=s.get("dropout", 0.0),
-            seed=seed,
-        )
-        shift = s.get("shift", 0)
-        history = train_model(
-            net,
-            train,
-            test,
-            epochs=epochs,
-            lr=lr,
-            weight_decay=s.get("weight_decay", 0.0),
-            batch_size=batch_size,
-            augment=D.RandomShift(shift) if shift else None,
-            seed=seed,
-        )
-        out[name] = Run(history, _evaluate(net, train), _evaluate(net, test))
-    return out
-
-
-def first_epoch_below(values: Sequence[float], threshold: float) -> int | None:
-    """values (E,) per epoch -> the first epoch (from 1) with value < threshold,
-    or None if none is.
-
-    >>> first_epoch_below([0.9, 0.4, 0.2], 0.5), first_epoch_below([1.0], 0.5)
-    (2, None)
-    """
-    for i, v in enumerate(values, start=1):
-        if v < threshold:
-            return i
-    return None
 
 
 # ----------------------------------------------------------------------------
