@@ -130,7 +130,7 @@ def score_grad(model: nn.Module, x: Any, c: Any) -> tuple[np.ndarray, np.ndarray
 
 
 def saliency(model: nn.Module, x: Any, c: Any) -> np.ndarray:
-    """x (N, C, H, W), c -> (N, H, W): max over channels of |∂s_c/∂x|
+    """x (N, C, H, W), c -> (N, H, W): max over channels of ``abs(∂s_c/∂x)``
     (Simonyan et al., 2013)."""
     return np.abs(score_grad(model, x, c)[1]).max(axis=1)
 
