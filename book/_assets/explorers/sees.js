@@ -256,6 +256,9 @@
       draw(q("canvas.overlay"), x, map);
       q(".digit-caption").textContent = `digit #${i}, a ${input.labels[i]}`;
       q(".map-caption").textContent = `${label[method]}, class ${c}`;
+      q("canvas.digit").setAttribute("aria-label", `test digit #${i}, a ${input.labels[i]}`);
+      q("canvas.map").setAttribute("aria-label", `${label[method]} map of class ${c}`);
+      q("canvas.overlay").setAttribute("aria-label", `${label[method]} map over the digit`);
       let top = 0;
       map.forEach((v, n) => (top = v > map[top] ? n : top));
       q(".cnnbook-live-formula").textContent =
