@@ -21,8 +21,10 @@ from cnnbook_book import deep as Dp
 from cnnbook_book.backprop import SURFACES, trajectory
 from cnnbook_book.live import decode_array
 from cnnbook_book.pooling import pool, shift
+from cnnbook_book.sees import METHODS, _map
 from test_book_reader import HTML, OVERFLOW, WAIT_MATHJAX, base_url, browser  # noqa: F401
 
+from cnnbook import models
 from cnnbook.data import digits
 from cnnbook.functional import (
     avg_pool2d_backward,
@@ -31,7 +33,7 @@ from cnnbook.functional import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
-from cnnbook.nn import Parameter
+from cnnbook.nn import Parameter, no_grad
 from cnnbook.optim import SGD, make_optimizer
 
 pytestmark = pytest.mark.slow
@@ -420,6 +422,89 @@ def test_pool_explorer_computes_what_the_package_computes(browser, base_url):  #
 
 
 # ----------------------------------------------------------------------------------
+# what a CNN sees: LeNet-5's forward and backward passes in the page
+# ----------------------------------------------------------------------------------
+def _sees_setup(el):
+    payload = el.evaluate(
+        "e => JSON.parse(e.querySelector('script.cnnbook-live-data').textContent)"
+    )
+    model = models.lenet5(dtype=np.float64)  # the page's float32 weights, in float64
+    model.load_state_dict({k: decode_array(v) for k, v in payload["weights"].items()})
+    model.eval()
+    images = decode_array(payload["images"]).astype(np.float64)
+    noise = decode_array(payload["noise"]).astype(np.float64)
+    return payload, model, images, noise
+
+
+def _check_sees(el, payload, model, images, noise, seen: list) -> dict:
+    last = _last(el)
+    x = images[last["digit"] : last["digit"] + 1]
+    with no_grad():
+        s = model(x)[0]
+    np.testing.assert_allclose(last["scores"], s, rtol=RTOL, atol=ATOL)
+    assert last["pred"] == int(s.argmax())
+    want = _map(model, x, last["cls"], last["method"], noise=noise,
+                sigma=payload["sigma"], patch=payload["patch"],
+                stride=payload["stride"])[0]  # fmt: skip
+    got = np.array(last["map"]).reshape(28, 28)
+    scale = max(1.0, float(np.abs(want).max()))
+    what = f"{last['method']} of digit {last['digit']}"
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * scale, err_msg=what)
+    seen.append(float(np.abs(got - want).max() / scale))
+    # the map canvas shows that map: orange scaled from 0 to its largest |value|
+    red = el.evaluate(
+        """e => { const c = e.querySelector('canvas.map');
+                  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+                  return Array.from(d.data).filter((_, n) => n % 4 === 0); }"""
+    )
+    hi = np.abs(want).max()
+    shown = np.round(255 * np.minimum(1, np.maximum(want, 0) / hi)) if hi else 0 * want
+    assert np.abs(np.array(red).reshape(28, 28) - shown).max() <= 1, "canvas != map"
+    return last
+
+
+def test_sees_explorer_runs_the_package_network(browser, base_url):  # noqa: F811
+    ctx, page, el, errors = _open(browser, base_url, "book/sees", "sees")
+    try:
+        args = _sees_setup(el)
+        seen: list[float] = []
+        first = _check_sees(el, *args, seen)
+        assert first["method"] == "saliency" and first["cls"] == first["pred"]
+        maps = set()
+        for method in METHODS:
+            _set(el, "method", method)
+            last = _check_sees(el, *args, seen)
+            assert last["method"] == method
+            maps.add(tuple(np.round(last["map"][::7], 6)))
+        assert len(maps) == len(METHODS), "two methods drew the same map"
+        for digit in ("3", "9", "0"):
+            before = _last(el)
+            _set(el, "digit", digit)
+            last = _check_sees(el, *args, seen)
+            assert last["digit"] == int(digit) and last["map"] != before["map"]
+        for cls in ("2", "7", "pred"):
+            _set(el, "cls", cls)
+            last = _check_sees(el, *args, seen)
+            assert last["cls"] == (last["pred"] if cls == "pred" else int(cls))
+        # keyboard: the three menus with the arrow keys
+        for name, key, field in (("method", "ArrowUp", "method"),
+                                 ("digit", "ArrowDown", "digit"),
+                                 ("cls", "ArrowDown", "cls")):  # fmt: skip
+            el.locator(f'select[name="{name}"]').focus()
+            before = _last(el)
+            page.keyboard.press(key)
+            last = _check_sees(el, *args, seen)
+            assert last[field] != before[field], (name, key)
+        assert not errors, errors
+        print(
+            f"sees explorer: {len(seen)} maps, largest |JS − package| / scale "
+            f"{max(seen):.2e}"
+        )
+    finally:
+        ctx.close()
+
+
+# ----------------------------------------------------------------------------------
 # activations: f, f' and saturation (live); the deep network (precomputed states)
 # ----------------------------------------------------------------------------------
 def _check_curve(el, seen: list) -> dict:
@@ -704,6 +789,7 @@ def test_gradient_explorer_shows_gradient_norms(browser, base_url):  # noqa: F81
         ("book/activations", "act"),
         ("book/activations", "actstack"),
         ("book/deep_architectures", "gradnorm"),
+        ("book/sees", "sees"),
     ],
 )
 def test_explorer_fits_a_phone(browser, base_url, docname, kind):  # noqa: F811
