@@ -140,7 +140,12 @@ def test_a_live_explorer_loads_its_script_only_where_it_is():
     context = {"script_files": [JS("_static/cnnbook-reader.js")], "body": body}
     R.page_widgets(_app(), "book/convolution", "page.html", context, None)
     added = [js.filename for js in context["script_files"]]
-    assert added == ["_static/cnnbook-reader.js", "_static/explorers/conv.js"]
+    # conv.js takes its decoder from common.js, which loads first
+    assert added == [
+        "_static/cnnbook-reader.js",
+        "_static/explorers/common.js",
+        "_static/explorers/conv.js",
+    ]
     assert context["script_files"][-1].attributes == {"defer": "defer"}
     plain = {"script_files": [JS("_static/cnnbook-reader.js")], "body": "<p>x</p>"}
     R.page_widgets(_app(), "book/intro", "page.html", plain, None)

@@ -97,8 +97,8 @@ def test_rosenbrock_gradient_matches_finite_differences():
 
 
 def test_unknown_optimizer_is_named():
-    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
-        E.trajectory("ravine", "rmsprop", 0.1)
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
+        E.trajectory("ravine", "lion", 0.1)
 
 
 def test_confusion_matrix_counts_and_shapes():

@@ -312,8 +312,8 @@ def draw_grid(
     depths = sorted({k[3] for k in grid})
     cols = [(a, bn) for a in acts for bn in (False, True)]
     fig, axes = plt.subplots(
-        1, len(cols), figsize=(2.7 * len(cols), 2.6), sharey=True, dpi=dpi
-    )
+        1, len(cols), figsize=(2.6 * len(cols), 3.4), sharey=True, dpi=dpi
+    )  # four panels fit the page's 757 px at 72 dpi
     axes = np.atleast_1d(axes)
     styles = [":", "--", "-", "-."]
     for ax, (act, bn) in zip(axes, cols, strict=True):
@@ -330,8 +330,9 @@ def draw_grid(
         ax.set_xlabel("layer")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("weight-gradient norm")
-    axes[-1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))  # room for the legend below
     return fig
 
 
