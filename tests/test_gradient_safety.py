@@ -71,6 +71,36 @@ def test_module_shared_by_both_residual_branches(backend):
     assert _param_grads_vs_numeric(backend, net, x, dy) < 1e-7
 
 
+def test_module_shared_by_concat_branches_and_a_concat_used_twice(backend):
+    lin = nn.Linear(4, 4, rng=0).to(dtype=np.float64)
+    cat = nn.Concat(nn.Sequential(lin, nn.Tanh()), lin, nn.Identity())
+    net = nn.Sequential(cat, nn.Tanh(), nn.Linear(12, 4, rng=1).to(dtype=np.float64))
+    x, dy = _data(backend, (3, 4)), _data(backend, (3, 4), 1)
+    assert _param_grads_vs_numeric(backend, net, x, dy) < 1e-7
+    # one Concat applied twice in a forward pass: its tape keeps both
+    # records (branch sizes) and backward takes them back in reverse
+    twice = nn.Concat(nn.Linear(4, 2, rng=2), nn.Linear(4, 2, rng=3))
+    net = nn.Sequential(twice, nn.Tanh(), twice).to(dtype=np.float64)
+    assert _param_grads_vs_numeric(backend, net, x, dy) < 1e-7
+
+
+def test_concat_new_forward_before_backward_raises(backend):
+    cat = nn.Concat(nn.Linear(3, 2, rng=0), nn.ReLU()).to(dtype=np.float64)
+    xa, xb, dy = (
+        _data(backend, (4, 3)),
+        _data(backend, (4, 3), 1),
+        _data(backend, (4, 5)),
+    )
+    cat(xa)
+    cat(xb)
+    with pytest.raises(nn.StaleForwardError):
+        cat.backward(dy)
+    with nn.no_grad():
+        cat(xa)
+    with pytest.raises(RuntimeError, match=r"Concat\.backward: no forward pass"):
+        cat.backward(dy)
+
+
 def test_second_backward_adds_the_same_gradient_again(backend):
     relu = nn.ReLU()
     net = nn.Sequential(nn.Linear(3, 3, rng=0), relu, relu).to(dtype=np.float64)

@@ -262,6 +262,134 @@ def test_residual_sums_branches_and_gradients(backend):
         bad(backend.asarray(np.ones((2, 4)), np.float32))
 
 
+def _inception(c_in=3, dtype=np.float64):
+    """A small inception block: 1×1, 1×1–3×3, 1×1–5×5, 3×3 max-pool–1×1."""
+    return nn.Concat(
+        nn.Conv2d(c_in, 2, 1, rng=0),
+        nn.Sequential(
+            nn.Conv2d(c_in, 2, 1, rng=1),
+            nn.ReLU(),
+            nn.Conv2d(2, 3, 3, padding=1, rng=2),
+        ),
+        nn.Sequential(
+            nn.Conv2d(c_in, 1, 1, rng=3),
+            nn.ReLU(),
+            nn.Conv2d(1, 2, 5, padding=2, rng=4),
+        ),
+        nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(c_in, 2, 1, rng=5)
+        ),
+    ).to(dtype=dtype)
+
+
+def test_concat_joins_branches_and_splits_the_gradient(backend):
+    rng = np.random.default_rng(0)
+    a, b = nn.Linear(4, 3, rng=0), nn.Linear(4, 2, rng=1)
+    cat = nn.Concat(a, b).to(dtype=np.float64)
+    x = backend.asarray(rng.normal(size=(5, 4)), np.float64)
+    y = cat(x)
+    assert _placed(backend, y) and tuple(y.shape) == (5, 5)
+    with nn.no_grad():
+        _close(y[:, :3], a(x), 1e-12)
+        _close(y[:, 3:], b(x), 1e-12)
+    dy = rng.normal(size=(5, 5))
+    cat.zero_grad()
+    dx = cat.backward(backend.asarray(dy, np.float64))
+    wa, wb = B.to_numpy(a.weight.data), B.to_numpy(b.weight.data)
+    _close(dx, dy[:, :3] @ wa + dy[:, 3:] @ wb, 1e-12)  # the slices, summed
+    xh = B.to_numpy(x)
+    _close(a.weight.grad, dy[:, :3].T @ xh, 1e-12)
+    _close(b.weight.grad, dy[:, 3:].T @ xh, 1e-12)
+    # the identity as a branch: a dense-block layer, y = [x, f(x)]
+    dense = nn.Concat(nn.Identity(), nn.Linear(4, 2, rng=2)).to(dtype=np.float64)
+    y = dense(x)
+    _close(y[:, :4], x, 0)
+    assert tuple(dense.backward(backend.asarray(np.ones((5, 6)))).shape) == (5, 4)
+    assert [k for k, _ in cat.named_parameters()] == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+    ]
+    assert repr(nn.Concat({"a": nn.ReLU()}, dim=-1)) == "Concat(\n  (a): ReLU()\n)"
+
+
+def test_concat_channels_match_finite_differences_and_pytorch(backend):
+    from cnnbook.gradcheck import numerical_gradient, rel_error
+
+    rng = np.random.default_rng(1)
+    block = _inception()
+    x = backend.asarray(rng.normal(size=(2, 3, 6, 6)), np.float64)
+    y = block(x)
+    assert tuple(y.shape) == (2, 2 + 3 + 2 + 2, 6, 6)
+    dy = backend.asarray(rng.normal(size=tuple(y.shape)), np.float64)
+    block.zero_grad()
+    dx = block.backward(dy)
+
+    def at_x(v):
+        with nn.no_grad():
+            return float(B.to_numpy(block(v) * dy).sum())
+
+    assert rel_error(dx, numerical_gradient(at_x, x)) < 1e-7
+    w = block[1][2].weight
+
+    def at_w(v):
+        saved, w.data = w.data, v
+        try:
+            return at_x(x)
+        finally:
+            w.data = saved
+
+    assert rel_error(w.grad, numerical_gradient(at_w, w.data)) < 1e-7
+
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+    branches = [
+        tnn.Conv2d(3, 2, 1),
+        tnn.Sequential(tnn.Conv2d(3, 2, 1), tnn.ReLU(), tnn.Conv2d(2, 3, 3, padding=1)),
+        tnn.Sequential(tnn.Conv2d(3, 1, 1), tnn.ReLU(), tnn.Conv2d(1, 2, 5, padding=2)),
+        tnn.Sequential(tnn.MaxPool2d(3, stride=1, padding=1), tnn.Conv2d(3, 2, 1)),
+    ]
+    tblock = tnn.ModuleList(branches).double()
+    state = {k: torch.tensor(v) for k, v in block.state_dict().items()}
+    tblock.load_state_dict(state)
+    xt = torch.tensor(B.to_numpy(x), requires_grad=True)
+    yt = torch.cat([br(xt) for br in tblock], dim=1)
+    yt.backward(torch.tensor(B.to_numpy(dy)))
+    _close(y, yt.detach().numpy(), 1e-12)
+    _close(dx, xt.grad.numpy(), 1e-12)
+    tgrads = dict(tblock.named_parameters())
+    for name, p in block.named_parameters():
+        _close(p.grad, tgrads[name].grad.numpy(), 1e-12)
+
+
+def test_concat_errors_name_the_branches(backend):
+    x = backend.asarray(np.ones((2, 3, 6, 6)), np.float32)
+    bad = nn.Concat(nn.Conv2d(3, 2, 1, rng=0), nn.Conv2d(3, 2, 3, rng=1))
+    with pytest.raises(ValueError, match=r"0: \(2, 2, 6, 6\), 1: \(2, 2, 4, 4\)"):
+        bad(x)
+    with pytest.raises(ValueError, match=r"layer '1' \(Conv2d\)"):
+        nn.Concat(nn.Identity(), nn.Conv2d(4, 2, 1, rng=0))(x)
+    with pytest.raises(ValueError, match="out of range"):
+        nn.Concat(nn.Identity(), dim=4)(x)
+    with pytest.raises(ValueError, match="at least one branch"):
+        nn.Concat()
+    with pytest.raises(TypeError, match="branch 1 must be a Module"):
+        nn.Concat(nn.ReLU(), 3)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        nn.Concat(nn.ReLU(), dim=1.0)
+    frozen = nn.Concat(
+        nn.Conv2d(3, 2, 1, rng=0, input_grad=False),
+        nn.Conv2d(3, 2, 1, rng=1, input_grad=False),
+    )
+    frozen(x)
+    assert frozen.backward(backend.asarray(np.ones((2, 4, 6, 6)), np.float32)) is None
+    mixed = nn.Concat(nn.Conv2d(3, 2, 1, rng=0, input_grad=False), nn.Identity())
+    mixed(x)
+    with pytest.raises(RuntimeError, match="some branches return no input gradient"):
+        mixed.backward(backend.asarray(np.ones((2, 5, 6, 6)), np.float32))
+
+
 def test_sequential_names_failing_layer():
     net = nn.Sequential(
         {

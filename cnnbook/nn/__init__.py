@@ -12,7 +12,7 @@
 """
 
 from cnnbook.nn import init
-from cnnbook.nn.containers import Identity, ModuleList, Residual, Sequential
+from cnnbook.nn.containers import Concat, Identity, ModuleList, Residual, Sequential
 from cnnbook.nn.layers import (
     ELU,
     GELU,
@@ -52,6 +52,7 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Concat",
     "Conv2d",
     "ConvTranspose2d",
     "CrossEntropyLoss",

@@ -1,7 +1,10 @@
-"""Containers: ``Sequential`` (a chain) and ``Residual`` (body(x) + shortcut(x)).
+"""Containers: ``Sequential`` (a chain), ``Residual`` (body(x) + shortcut(x))
+and ``Concat`` (branches side by side, outputs joined along the channels).
 
 Backpropagation through a chain visits the layers in reverse; through a sum
-it sends the same dy into both branches and adds the two input gradients.
+it sends the same dy into both branches and adds the two input gradients;
+through a concatenation it cuts dy into one slice per branch and adds the
+branches' input gradients.
 An error raised inside a layer is re-raised with the layer's dotted name
 (e.g. ``layer '3'`` or ``layer 'layer1.0.body.0'``) so a wrong input shape
 points at the layer that rejected it.
@@ -12,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from cnnbook import backend as B
 from cnnbook.nn.module import Module
 
-__all__ = ["Identity", "ModuleList", "Residual", "Sequential"]
+__all__ = ["Concat", "Identity", "ModuleList", "Residual", "Sequential"]
 
 
 def _call(parent: Module, name: str, child: Module, x: Any) -> Any:
@@ -170,3 +174,96 @@ class Residual(Module):
     def _backward(self, dy):
         ds = self.shortcut.backward(dy)
         return self.body.backward(dy) + ds
+
+
+class Concat(Module):
+    """x -> y = cat([b_1(x), …, b_n(x)], dim): the same input through parallel
+    branches, the outputs joined along ``dim`` (1: channels of ``(N, C, H, W)``).
+
+    The inception block (Szegedy et al., 2015) and the dense block (Huang et
+    al., 2017; a branch may be :class:`Identity`) are built from it. PyTorch
+    has no such module (``torchvision``'s inception blocks call ``torch.cat``
+    on their branch outputs in ``forward``); this one has a backward pass.
+    Branches are named "0", "1", … or by a dict, as in :class:`Sequential`.
+
+    Backward: branch i gets the slice of dy holding its C_i channels
+    (``dy[:, C_1 + … + C_{i-1} : C_1 + … + C_i]``), and dx is the sum of the
+    branches' input gradients, visited last branch first (the reverse of
+    forward, so a module shared by two branches takes its caches back in
+    the right order). The branch sizes are recorded on the tape at each
+    forward pass.
+
+    >>> import numpy as np
+    >>> from cnnbook.nn import Conv2d
+    >>> block = Concat(Conv2d(3, 4, 1, rng=0), Conv2d(3, 2, 3, padding=1, rng=1))
+    >>> block(np.ones((1, 3, 5, 5), dtype=np.float32)).shape
+    (1, 6, 5, 5)
+    """
+
+    def __init__(self, *branches: Module | dict[str, Module], dim: int = 1):
+        super().__init__()
+        if len(branches) == 1 and isinstance(branches[0], dict):
+            named = list(branches[0].items())
+        else:
+            named = [(str(i), m) for i, m in enumerate(branches)]
+        if not named:
+            raise ValueError("Concat: give at least one branch")
+        for name, m in named:
+            if not isinstance(m, Module):
+                raise TypeError(
+                    f"Concat: branch {name} must be a Module, got {type(m).__name__}"
+                )
+            setattr(self, name, m)
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"Concat: dim must be an int, got {dim!r}")
+        self.dim = dim
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, i: int | str) -> Module:
+        if isinstance(i, str):
+            return self._modules[i]
+        return list(self._modules.values())[i]
+
+    def forward(self, x):
+        outs = {name: _call(self, name, m, x) for name, m in self._modules.items()}
+        shapes = {name: tuple(o.shape) for name, o in outs.items()}
+        first = next(iter(shapes.values()))
+        dim = self.dim + len(first) if self.dim < 0 else self.dim
+        if not 0 <= dim < len(first):
+            raise ValueError(
+                f"Concat: dim {self.dim} is out of range for outputs of shape {first}"
+            )
+        rest = lambda s: s[:dim] + s[dim + 1 :]  # noqa: E731
+        if any(len(s) != len(first) or rest(s) != rest(first) for s in shapes.values()):
+            listed = ", ".join(f"{name}: {s}" for name, s in shapes.items())
+            raise ValueError(
+                f"Concat: the branches' outputs must agree in every dimension but "
+                f"dim {self.dim}; got {listed}"
+            )
+        xp = B.namespace("Concat", **{f"branch {k}": o for k, o in outs.items()})
+        self._save((dim, [s[dim] for s in shapes.values()]))
+        return xp.concat(list(outs.values()), axis=dim)
+
+    def _backward(self, dy):
+        dim, sizes = self._saved()
+        ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+        head = (slice(None),) * dim
+        dxs = []
+        for m, end, size in reversed(list(zip(self, ends, sizes, strict=True))):
+            dxs.append(m.backward(dy[(*head, slice(end - size, end), ...)]))
+        if all(d is None for d in dxs):
+            return None  # no branch computes an input gradient (input_grad=False)
+        if any(d is None for d in dxs):
+            raise RuntimeError(
+                "Concat.backward: some branches return no input gradient "
+                "(input_grad=False) and others do; dx would miss their share"
+            )
+        dx = dxs[0]
+        for d in dxs[1:]:
+            dx = dx + d
+        return dx
