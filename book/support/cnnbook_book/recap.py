@@ -238,6 +238,48 @@ def claims_per_chapter(found: Iterable[Claim]) -> dict[str, tuple[int, int]]:
     return out
 
 
+_TEX_WORDS = {
+    "times": "×",
+    "cdot": "·",
+    "le": "≤",
+    "ge": "≥",
+    "to": "→",
+    "infty": "∞",
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "delta": "δ",
+    "epsilon": "ε",
+    "varepsilon": "ε",
+    "eta": "η",
+    "theta": "θ",
+    "lambda": "λ",
+    "mu": "μ",
+    "sigma": "σ",
+    "star": "⋆",
+    "partial": "∂",
+    "ell": "ℓ",
+}
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def tex_inline(text: str) -> str:
+    """Markdown's inline maths as plain text for an HTML table, which MathJax does
+    not typeset (it leaves outputs alone): the dollars dropped, a few commands as
+    their Unicode symbols, one-character superscripts raised.
+
+    >>> tex_inline(r"$1 \\times 1$ convolutions, $L^2$ pooling, $\\eta$")
+    '1 × 1 convolutions, L² pooling, η'
+    """
+
+    def plain(m: re.Match) -> str:
+        t = re.sub(r"\\([a-zA-Z]+)", lambda w: _TEX_WORDS.get(w[1], w[1]), m[1])
+        t = re.sub(r"\^\{?([0-9-]+)\}?", lambda e: e[1].translate(_SUPERSCRIPTS), t)
+        return t.replace("{", "").replace("}", "")
+
+    return re.sub(r"\$([^$]+)\$", plain, text)
+
+
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -274,7 +316,7 @@ def claims_html(found: Iterable[Claim], width: int = 70) -> str:
         href = html.escape(section_link(c.chapter, c.section, c.title))
         cell_href = html.escape(cell_link(c.chapter, c.cell))
         if c.claim:
-            claim = html.escape(_short(c.claim, width))
+            claim = tex_inline(html.escape(_short(c.claim, width)))
         else:
             claim = f"<code>{html.escape(_short(c.check, width))}</code>"
         if c.condition:
@@ -285,7 +327,7 @@ def claims_html(found: Iterable[Claim], width: int = 70) -> str:
         rows.append(
             "<tr>"
             f"<td>{html.escape(c.title)}</td>"
-            f'<td><a href="{href}">{html.escape(c.section)}</a></td>'
+            f'<td><a href="{href}">{tex_inline(html.escape(c.section))}</a></td>'
             f'<td style="text-align:right"><a href="{cell_href}">{c.cell}</a></td>'
             f'<td style="text-align:right">{c.asserts}</td>'
             f"<td>{claim}</td>"
