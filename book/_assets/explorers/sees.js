@@ -15,16 +15,11 @@
  *              ds_c/dA_k, upsampled from 10x10 (centres 4.5 + 2 i) (.grad_cam, .upsample)
  *   occlusion  mean drop of s_c when a patch x patch square (stride apart) is zeroed
  *                                                         (.occlusion)
- * The last result is el.cnnbookLast, for the browser tests. No dependencies. */
+ * The last result is el.cnnbookLast, for the browser tests. Uses common.js. */
 (function () {
   "use strict";
 
-  function decode(d) {
-    const bin = atob(d.f32);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return { shape: d.shape, data: new Float32Array(bytes.buffer) };
-  }
+  const decode = window.cnnbookLive.decode;  // common.js, loaded first
 
   // y (F, OH, OW) = b + sum_c,u,v w[f, c, u, v] x[c, i + u - p, j + v - p]
   function conv(x, C, H, W, w, b, F, K, p) {
