@@ -27,7 +27,7 @@ Backends:
 from __future__ import annotations
 
 import os
-import sys
+import threading
 from typing import Any
 
 import array_api_compat
@@ -45,11 +45,11 @@ __all__ = [
     "mask_multiply",
     "namespace",
     "numpy_dtype",
-    "scratch",
     "split_by_mask",
     "to_numpy",
     "uniform",
     "use",
+    "workspace",
 ]
 
 BACKENDS = ("numpy", "cupy", "strict")
@@ -345,54 +345,34 @@ def split_by_mask(d: Any, mask: Any, out: Any, hit: Any, miss: Any) -> None:
     out[miss] = d - routed
 
 
-# Large scratch arrays (im2col columns: 75 MB for a VGG-sized layer) cost
-# more to page in fresh (~12 ms, the kernel zeroing new pages) than to fill.
-# NumPy arrays that nothing refers to any more are kept and handed out again.
-_POOL: list[np.ndarray] = []
-_POOL_MIN_BYTES = 1 << 20  # smaller arrays come from malloc's own free lists
-_POOL_MAX_BYTES = 256 << 20  # beyond this, the least recently used go
+# A fast kernel's working arrays (a block of im2col columns, ~2 MB) cost
+# more to page in fresh, as NumPy allocates them, than to fill: a 2 MB
+# array is mapped anew on each call and the kernel zeroes its 512 pages
+# (~1 ms here, as long as the product that reads them). So each thread keeps
+# one buffer per purpose and dtype, and hands out views of it.
+_WORKSPACE = threading.local()
+_WORKSPACE_MAX_BYTES = 16 << 20  # larger requests are allocated each time
 
 
-def _refs(pool: list, i: int) -> int:
-    return sys.getrefcount(pool[i])
-
-
-# What _refs reports for an array held by the pool alone, measured on this
-# interpreter: any view, cache or variable still using a buffer adds to it.
-_FREE_REFS = _refs([np.empty(1)], 0)
-
-
-def scratch(shape: tuple[int, ...], like: Any) -> Any:
+def workspace(name: str, shape: tuple[int, ...], like: Any) -> Any:
     """An uninitialised array of ``shape`` with ``like``'s dtype, namespace
-    and device, as ``empty(shape, dtype=like.dtype, device=...)``.
+    and device, for use within one call only: it must not outlive the call,
+    and a second request for the same ``name`` (in this thread) returns the
+    same memory.
 
-    NumPy: an array of the same shape and dtype handed out earlier is reused
-    once nothing refers to it (not even a view), saving the page faults of a
-    fresh allocation; at most 256 MiB is kept. Other libraries allocate (CuPy
-    has its own memory pool).
+    NumPy: a view of a buffer kept per thread, ``name`` and dtype (grown as
+    needed, up to 16 MiB), saving the page faults of a fresh allocation.
+    Other libraries allocate (CuPy has its own memory pool).
     """
     shape = tuple(int(n) for n in shape)
     if not isinstance(like, np.ndarray):
         xp = array_api_compat.array_namespace(like)
         return xp.empty(shape, dtype=like.dtype, device=device_of(like))
-    dtype = like.dtype
-    if dtype.itemsize * int(np.prod(shape)) < _POOL_MIN_BYTES:
+    size, dtype = int(np.prod(shape)), like.dtype
+    if size * dtype.itemsize > _WORKSPACE_MAX_BYTES:
         return np.empty(shape, dtype)
-    for i in range(len(_POOL)):
-        buf = _POOL[i]
-        if buf.shape == shape and buf.dtype == dtype:
-            del buf  # the loop's own reference
-            if _refs(_POOL, i) == _FREE_REFS:
-                buf = _POOL.pop(i)
-                _POOL.append(buf)  # most recently used last
-                return buf
-    buf = np.empty(shape, dtype)
-    _POOL.append(buf)
-    while sum(b.nbytes for b in _POOL) > _POOL_MAX_BYTES and len(_POOL) > 1:
-        for i in range(len(_POOL) - 1):  # the oldest one not in use
-            if _refs(_POOL, i) == _FREE_REFS:
-                del _POOL[i]
-                break
-        else:
-            break
-    return buf
+    buffers = _WORKSPACE.__dict__.setdefault("buffers", {})
+    buf = buffers.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = buffers[(name, dtype)] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)

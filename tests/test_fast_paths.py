@@ -1,13 +1,14 @@
 """Every fast kernel (``cnnbook.functional._fast``) equals the reference it
 replaces (``cnnbook.functional.conv``, ``.norm`` and ``.pool``), on every
-backend, on random shapes and on cases chosen to reach each branch: im2col
-from the unpadded input (taps partly or wholly in the padding), the
-image-by-image and the wide (F·C·KH·KW > 4096) products, the stride-1 input
-gradient as a forward correlation of dY, by "flat shifts" (padding beyond
-d·(K − 1); in one block and in several) and col2im, ``input_grad=False``;
-batch norm in training (2-, 3- and 4-D, either cache) and its fall-through
-in evaluation; pairwise 2×2 max-pooling with ties, NaN and infinite
-gradients, and the fall-through to the reference for every other window."""
+backend, on random shapes and on cases chosen to reach each branch: columns
+as flat runs (stride 1, junk columns included) or by strided windows, in one
+block of images or in several; the image-by-image and the wide
+(F·C·KH·KW > 4096) products; the input gradient as a forward correlation of
+dY, by col2im of flat runs and by col2im; ``input_grad=False``; dW where the
+junk columns meet an infinite input; batch norm in training (2-, 3- and 4-D,
+either cache) and its fall-through in evaluation; pairwise 2×2 max-pooling
+with ties, NaN and infinite gradients, and the fall-through to the reference
+for every other window."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ BRANCH_CASES = {
     "wide, stride 1 (flat shift)": ((2, 8, 6, 6), (64, 8, 3, 3), 1, 1, 1, True),
     "wide, stride 2 (col2im)": ((2, 8, 7, 7), (64, 8, 3, 3), 2, 1, 1, False),
     "wide, 1×1 kernel": ((2, 80, 3, 3), (64, 80, 1, 1), 1, 0, 1, True),
-    # padding beyond dilation·(K − 1): dx by flat shifts, not by correlation
+    # padding beyond dilation·(K − 1): dx by col2im of flat runs, not by correlation
     "narrow, stride 1, padding > K − 1 (flat shift)": (
         (2, 3, 5, 6),
         (4, 3, 3, 2),
@@ -64,7 +65,7 @@ BRANCH_CASES = {
     "narrow, stride 2, padding 2": ((1, 2, 3, 3), (3, 2, 3, 3), 2, 2, 1, False),
     # padding given as "same": symmetric for an odd kernel, so the fast path
     "narrow, 'same' (correlation)": ((2, 16, 6, 7), (4, 16, 3, 3), 1, "same", 1, True),
-    # fewer than CORRELATE_MIN_C = 16 input channels: flat shifts
+    # fewer than CORRELATE_MIN_C = 16 input channels: col2im of flat runs
     "narrow, 15 channels (flat shift)": ((2, 15, 5, 5), (4, 15, 3, 3), 1, 1, 1, True),
     # ResNet's stage 1 and 3 layers: dx's correlation is narrow (16·16·9) and
     # wide (64·64·9); stage 1 at its real width (28 px)
@@ -89,19 +90,24 @@ BRANCH_CASES = {
 CONV_CASES = list(BRANCH_CASES.values()) + [_random_conv_case(s) for s in range(8)]
 
 
+def _dx_kind(geo) -> str:
+    if geo.stride != (1, 1):
+        return "col2im"
+    return "correlation" if fast.full_correlation(geo) else "flat col2im"
+
+
 def test_branch_cases_reach_every_convolution_branch():
     seen = set()
     for x_shape, w_shape, stride, padding, dilation, _bias in CONV_CASES:
         x, w = np.zeros(x_shape), np.zeros(w_shape)
         _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation)
-        stride_1 = geo.stride == (1, 1)
-        corr = stride_1 and fast.full_correlation(geo)
-        seen.add((fast.narrow(geo), stride_1, corr))
-        if corr:  # the correlation's own forward product: narrow or wide
+        seen.add((fast.flat_runs(geo), fast.narrow(geo), _dx_kind(geo)))
+        if _dx_kind(geo) == "correlation":  # its own forward product
             seen.add(("dx", fast.narrow(geo._replace(F=geo.C, C=geo.F))))
     assert seen == {
-        (True, True, True), (True, True, False), (True, False, False),
-        (False, True, True), (False, True, False), (False, False, False),
+        (True, True, "correlation"), (True, True, "flat col2im"),
+        (False, True, "col2im"), (True, False, "correlation"),
+        (True, False, "flat col2im"), (False, False, "col2im"),
         ("dx", True), ("dx", False),
     }  # fmt: skip
 
@@ -156,28 +162,45 @@ def test_fast_conv_equals_reference_float32(backend, name):
 
 @pytest.mark.parametrize(
     "name",
-    [n for n in BRANCH_CASES if "1×1" not in n]
-    + ["grouped, stride 2 (col2im)", "grouped, padding > K − 1 (col2im)"],
+    [*BRANCH_CASES, "grouped, stride 2 (col2im)", "grouped, stride 1 (correlation)"],
 )
-def test_im2col_without_a_padded_copy(backend, monkeypatch, name):
-    """Inputs of PAD_IN_PLACE elements or more skip the padded copy: im2col
-    zeroes each tap's padding strips itself (some taps read only padding).
-    PAD_IN_PLACE = 0 sends these small cases that way."""
+def test_conv_in_several_blocks_of_images(backend, monkeypatch, name):
+    """The columns are taken a block of about COLS_BLOCK elements at a time:
+    a budget of one element makes every image a block of its own (with a
+    short last block where the batch does not divide)."""
     case = BRANCH_CASES.get(name) or GROUPED_CASES[name]
     want = _conv_both(backend, case)[1]
-    monkeypatch.setattr(fast, "PAD_IN_PLACE", 0)
+    monkeypatch.setattr(fast, "COLS_BLOCK", 1)
     _assert_same(_conv_both(backend, case)[0], want, 1e-11)
-
-
-def test_flat_shift_in_several_channel_blocks(backend, monkeypatch):
-    """input_grad_flat computes Wᵀ·dY in channel blocks of about BLOCK
-    elements; a VGG-sized layer needs several. A small BLOCK makes this small
-    layer take 1 channel, then 2, per block: the sum is the same."""
-    case = BRANCH_CASES["narrow, stride 1 (flat shift)"]
-    want = _conv_both(backend, case)[1]
-    for block in (1, 2 * 9 * 2 * 9 * 8):
-        monkeypatch.setattr(fast, "BLOCK", block)
+    x_shape, w_shape, stride, padding, dilation, _bias, *groups = case
+    if x_shape[0] > 1:  # two images a block (three images: 2 + 1)
+        x, w = np.zeros(x_shape), np.zeros(w_shape)
+        _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation, *groups)
+        per_image = geo.C * geo.KH * geo.KW * geo.OH * fast._row_width(geo)
+        monkeypatch.setattr(fast, "COLS_BLOCK", 2 * per_image)
         _assert_same(_conv_both(backend, case)[0], want, 1e-11)
+
+
+def test_weight_grad_where_junk_columns_meet_infinity(backend):
+    """Flat runs read past each row's end into junk columns, which dY's zeros
+    cancel, except that 0·inf is NaN: an infinite input must give the
+    reference's dW (inf, or NaN only where the reference has NaN)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 6, 6))
+    x[0, 1, 2, 5] = np.inf  # last column: read by the next row's junk
+    x = backend.asarray(x)
+    w = backend.asarray(rng.standard_normal((4, 3, 3, 3)))
+    got, want = [], []
+    for forward, backward, out in (
+        (fast.conv2d_forward, fast.conv2d_backward, got),
+        (Fn.conv2d_forward, Fn.conv2d_backward, want),
+    ):
+        y, cache = forward(x, w, None, 1, 1)
+        dy = backend.asarray(np.ones(tuple(y.shape)))
+        out.append(backend.to_numpy(backward(dy, cache)[1]))
+    assert np.isinf(want[0]).any()
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
 
 
 # Grouped and depthwise: (x, w, stride, padding, dilation, bias, groups)
@@ -290,25 +313,21 @@ def test_input_grad_false_skips_dx_only(backend):
     np.testing.assert_array_equal(backend.to_numpy(db2), backend.to_numpy(db))
 
 
-def test_fast_and_reference_caches_are_interchangeable(backend):
-    """Both forwards build the same Conv2dCache: either backward accepts it."""
+def test_fast_backward_takes_the_reference_cache(backend):
+    """The reference forward's cache (its columns) works with the fast
+    backward, as with its own."""
     rng = np.random.default_rng(4)
     x = backend.asarray(rng.standard_normal((2, 3, 6, 6)))
     w = backend.asarray(rng.standard_normal((4, 3, 3, 3)))
-    _, fast_cache = fast.conv2d_forward(x, w, None, 2, 1)
     y, ref_cache = Fn.conv2d_forward(x, w, None, 2, 1)
     dy = backend.asarray(rng.standard_normal(tuple(y.shape)))
-    for a, b in zip(
-        Fn.conv2d_backward(dy, fast_cache),
-        fast.conv2d_backward(dy, ref_cache),
-        strict=True,
-    ):
-        if a is None:
-            assert b is None
-        else:
-            np.testing.assert_allclose(
-                backend.to_numpy(a), backend.to_numpy(b), rtol=1e-12, atol=1e-12
-            )
+    for input_grad in (True, False):
+        got = fast.conv2d_backward(dy, ref_cache, input_grad)
+        want = Fn.conv2d_backward(dy, ref_cache)
+        assert (got[0] is None) == (not input_grad)
+        for a, b in zip(got, want, strict=True):
+            if a is not None and b is not None:
+                np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))
 
 
 def _max_pool_both(backend, x, dy, kernel_size=2, stride=None, padding=0):
@@ -422,40 +441,34 @@ def test_split_by_mask_routes_into_regions(backend):
         np.testing.assert_array_equal(got[..., 8], 7.0)
 
 
-def test_scratch_reuses_only_unreferenced_buffers(backend):
-    """backend.scratch: the fast im2col's column buffer (here 1.2 MB, above the pool's
-    1 MiB floor) is reused by a later forward pass only once nothing refers to
-    it; a cache still held keeps its columns intact."""
-    rng = np.random.default_rng(6)
-    w = backend.asarray(rng.standard_normal((4, 8, 3, 3)))
-    xs = [backend.asarray(rng.standard_normal((2, 8, 32, 32))) for _ in range(3)]
-    _, first = fast.conv2d_forward(xs[0], w, None, 1, 1)
-    kept = backend.to_numpy(first.cols).copy()
-    _, second = fast.conv2d_forward(xs[1], w, None, 1, 1)  # first still held
-    np.testing.assert_array_equal(backend.to_numpy(first.cols), kept)
-    assert not np.array_equal(backend.to_numpy(second.cols), kept)
-    y3, _held = fast.conv2d_forward(xs[2], w, None, 1, 1)  # its cache stays
-    np.testing.assert_array_equal(backend.to_numpy(first.cols), kept)
-    ref = Fn.conv2d_naive(xs[2], w, None, 1, 1)
-    np.testing.assert_allclose(backend.to_numpy(y3), backend.to_numpy(ref), atol=1e-12)
-    if backend.name == "numpy":  # a buffer nothing refers to is handed out again
-        address = id(first.cols.base)
-        del first
-        _, fourth = fast.conv2d_forward(xs[0], w, None, 1, 1)
-        assert id(fourth.cols.base) == address
-        np.testing.assert_array_equal(fourth.cols, kept)
+def test_workspace_reuses_its_memory_within_a_thread(backend):
+    """backend.workspace: a request for the same name gets the same memory
+    (NumPy: a view of one buffer per thread, name and dtype; grown when a
+    larger one is asked for); another name or thread other memory."""
+    import threading
 
+    from cnnbook.backend import workspace
 
-def test_scratch_shape_dtype_device(backend):
-    from cnnbook.backend import scratch
-
-    for dtype in (np.float32, np.float64):
-        like = backend.asarray(np.zeros(3), dtype)
-        for shape in ((2, 3), (512, 1024)):  # below and above the pool's floor
-            a = scratch(shape, like)
-            assert tuple(a.shape) == shape and a.dtype == like.dtype
-            b = like[:1] + a[:1, :1]  # same device: combining does not raise
-            assert tuple(b.shape) == (1, 1)
+    like = backend.asarray(np.zeros(3), np.float32)
+    a = workspace("test a", (4, 5), like)
+    assert tuple(a.shape) == (4, 5) and a.dtype == like.dtype
+    b = workspace("test b", (4, 5), like)
+    _ = like[:1] + a[:1, 0] + b[:1, 0]  # same device: combining does not raise
+    if backend.name != "numpy":  # other libraries allocate each time
+        return
+    assert not np.shares_memory(a, b)
+    assert np.shares_memory(a, workspace("test a", (2, 3), like))  # smaller: a view
+    big = workspace("test a", (40, 50), like)  # larger: grown
+    assert tuple(big.shape) == (40, 50)
+    assert np.shares_memory(big, workspace("test a", (4, 5), like))
+    other = []
+    thread = threading.Thread(
+        target=lambda: other.append(workspace("test a", (4, 5), like))
+    )
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0], big)
+    assert workspace("test a", (4, 5), backend.asarray(np.zeros(3))).dtype == np.float64
 
 
 # ---------------------------------------------------------------------------

@@ -6,23 +6,26 @@ branch, on every backend.
 
 Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
 
-- :func:`conv2d_forward` fills im2col's column buffer in memory reused between
-  calls (:func:`cnnbook.backend.scratch`: a fresh 75 MB array costs ~12 ms of
-  page faults) straight from the unpadded input (no padded copy) and, for a
-  small filter matrix, multiplies image by image (OpenBLAS runs a small W
+- :func:`conv2d_forward` takes im2col's columns a block of images at a time
+  (:data:`COLS_BLOCK`, ~2 MB), so the product reads them from cache: a whole
+  batch's columns (nine times the input for 3×3) would go out to memory and
+  back. At stride 1 each tap's columns are one contiguous run of the
+  flattened padded image (:func:`im2col_flat`), copied in one piece. For a
+  small filter matrix it multiplies image by image (OpenBLAS runs a small W
   times a very wide matrix slowly).
-- :func:`conv2d_backward` orients dW's product the way BLAS prefers, skips dx
-  on request (``input_grad=False``: the first layer, whose input is data) and,
+- :func:`conv2d_backward` builds the columns again, block by block (cheaper
+  than keeping them), orients dW's product the way BLAS prefers, skips dx on
+  request (``input_grad=False``: the first layer, whose input is data) and,
   for stride 1, computes dx as the forward convolution of dY with the turned
   kernel (one product with inner dimension F·KH·KW instead of F, then no
-  col2im), or, where the padding is too wide for that, folds Wᵀ·dY back with
-  "flat shifts" instead of col2im.
+  col2im).
 - Depthwise convolutions (groups = C = F) skip im2col: one per-channel
   multiply-add per kernel tap, on contiguous runs of the flattened padded
   image at stride 1, a block of images at a time (in cache). Grouped ones
   run one batched product over the groups and the same dx as dense ones.
 - :func:`batch_norm_forward` and :func:`batch_norm_backward` (training) take
-  about half the passes over the data of the reference.
+  about half the passes over the data of the reference (per-channel sums of
+  products as dot products, without temporaries).
 - :func:`max_pool2d_forward` and :func:`max_pool2d_backward` take 2×2 windows
   at stride 2 as two pairwise maxima and route the gradient with the winners'
   masks instead of comparing every window offset with the maximum.
@@ -34,9 +37,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from cnnbook.backend import device_of, scratch, split_by_mask
+from cnnbook.backend import device_of, split_by_mask, workspace
 from cnnbook.functional import _checks, conv, norm, pool
-from cnnbook.functional._window import ConvGeometry, pad, window
+from cnnbook.functional._window import ConvGeometry, pad, pad_sides, window
 
 __all__ = [
     "batch_norm_backward",
@@ -51,83 +54,49 @@ __all__ = [
 # convolution
 # ---------------------------------------------------------------------------
 
+# The columns of a block of images take about this many elements (2 MiB of
+# float32): im2col writes them and the product reads them while they are
+# still in cache. All of a 64-image batch's columns (29 MB for a 16-channel
+# 28 px layer) would go out to memory and back, which took longer than the
+# multiplications themselves.
+COLS_BLOCK = 1 << 19
+
 # OpenBLAS multiplies a small W (F × C·KH·KW) by a very wide matrix slowly:
-# for LeNet's layers, n products of one image's columns each run 1.4-3× faster
-# than one product over all N·OH·OW columns (the same arithmetic); for
-# VGG-sized W the single wide product is a few per cent faster.
+# for LeNet's layers, one product per image runs faster than one product
+# over a block's columns (the same arithmetic).
 NARROW = 4096  # F·C·KH·KW up to which products go image by image
 
 
 def narrow(geo: ConvGeometry) -> bool:
     """True when the products go image by image (see :data:`NARROW`)."""
-    return geo.F * geo.C * geo.KH * geo.KW <= NARROW
+    return geo.groups == 1 and geo.F * geo.C * geo.KH * geo.KW <= NARROW
 
 
-def _per_image(xp: Any, cols: Any, geo: ConvGeometry) -> Any:
-    """Columns (C·KH·KW, N·OH·OW) -> a (N, C·KH·KW, OH·OW) view, one block
-    per image."""
-    K = geo.C * geo.KH * geo.KW  # not -1: an empty batch (N = 0) is allowed
-    return xp.permute_dims(xp.reshape(cols, (K, geo.N, geo.OH * geo.OW)), (1, 0, 2))
+def image_blocks(geo: ConvGeometry, per_image: int, budget: int) -> list:
+    """Ranges (n0, n1) of images, each holding about ``budget`` elements
+    (``per_image`` per image), at least one image each."""
+    step = max(1, budget // max(1, per_image))
+    return [(n0, min(geo.N, n0 + step)) for n0 in range(0, geo.N, step)]
 
 
-def _tap_range(size: int, out: int, stride: int, start: int) -> tuple[int, int]:
-    """Outputs i0 <= i < i1 whose input index stride·i + start lies in
-    [0, size): the rest read the zero padding."""
-    i0 = max(0, -(start // stride))  # ceil(−start / stride)
-    i1 = min(out, (size - 1 - start) // stride + 1) if size > start else 0
-    return i0, max(i0, i1)
+class ConvCache(NamedTuple):
+    """The fast path's cache: the padded input (a copy), not its columns,
+    which the backward pass recomputes block by block."""
 
-
-# Inputs of at least this many elements are not copied into a padded array
-# first: im2col zeroes the padding strips of each tap instead (a few small
-# writes per tap, which cost more than the padded copy of a small input).
-PAD_IN_PLACE = 1 << 18
-
-
-def im2col(xp: Any, x: Any, geo: ConvGeometry) -> Any:
-    """Unpadded x (N, C, H, W) -> columns (C·KH·KW, N·OH·OW), equal to
-    :func:`cnnbook.functional.im2col` of the padded input, in a reused buffer
-    (:func:`cnnbook.backend.scratch`). For a large input (:data:`PAD_IN_PLACE`)
-    each tap copies only the window that lies inside x and zeroes the strips
-    that read the padding, so no padded copy of x is made."""
-    (sh, sw), (dh, dw), (ph, pw) = geo.stride, geo.dilation, geo.padding
-    cols = scratch((geo.C, geo.KH, geo.KW, geo.N, geo.OH, geo.OW), like=x)
-    if (ph, pw) == (0, 0) or geo.N * geo.C * geo.H * geo.W < PAD_IN_PLACE:
-        return conv.im2col(xp, pad(xp, x, ph, pw), geo, out=cols)
-    for u in range(geo.KH):
-        i0, i1 = _tap_range(geo.H, geo.OH, sh, u * dh - ph)
-        for v in range(geo.KW):
-            j0, j1 = _tap_range(geo.W, geo.OW, sw, v * dw - pw)
-            tap = cols[:, u, v, ...]  # (C, N, OH, OW)
-            if i1 == i0 or j1 == j0:  # the whole tap reads padding
-                tap[...] = 0
-                continue
-            r0, c0 = sh * i0 + u * dh - ph, sw * j0 + v * dw - pw
-            rows = slice(r0, r0 + sh * (i1 - i0 - 1) + 1, sh)
-            columns = slice(c0, c0 + sw * (j1 - j0 - 1) + 1, sw)
-            patch = xp.permute_dims(x[:, :, rows, columns], (1, 0, 2, 3))
-            tap[:, :, i0:i1, j0:j1] = patch
-            for strip in (  # the outputs whose window reads padding
-                (slice(0, i0), slice(None)),
-                (slice(i1, geo.OH), slice(None)),
-                (slice(i0, i1), slice(0, j0)),
-                (slice(i0, i1), slice(j1, geo.OW)),
-            ):
-                if strip[0].start < strip[0].stop and (
-                    strip[1].start is None or strip[1].start < strip[1].stop
-                ):
-                    tap[(slice(None), slice(None), *strip)] = 0
-    return xp.reshape(cols, (geo.C * geo.KH * geo.KW, geo.N * geo.OH * geo.OW))
+    xpad: Any  # (N, C, Hp, Wp), at stride 1 with a zero row more (flat runs)
+    w: Any
+    has_bias: bool
+    geometry: ConvGeometry
 
 
 def conv2d_forward(
     x: Any, w: Any, b: Any = None, stride=1, padding=0, dilation=1, groups=1
 ) -> tuple[Any, Any]:
-    """:func:`cnnbook.functional.conv2d_forward`, faster; the same cache
-    (depthwise: a :class:`DepthwiseCache`, which :func:`conv2d_backward`
-    takes). Depthwise convolutions run :func:`depthwise_forward`; grouped ones
-    one batched product over the groups; asymmetrically padded ones the
-    reference."""
+    """:func:`cnnbook.functional.conv2d_forward`, faster: y = W·cols + b a
+    block of images at a time (:data:`COLS_BLOCK`); the cache a
+    :class:`ConvCache` (depthwise: a :class:`DepthwiseCache`), which
+    :func:`conv2d_backward` takes. Depthwise convolutions run
+    :func:`depthwise_forward`; asymmetrically padded ones the reference."""
     xp, geo = conv.geometry(
         "conv2d_forward", x, w, b, stride, padding, dilation, groups
     )
@@ -135,68 +104,174 @@ def conv2d_forward(
         return conv.conv2d_forward(x, w, b, stride, padding, dilation, groups)
     if depthwise(geo):
         return depthwise_forward(xp, x, w, b, geo)
-    cols = im2col(xp, x, geo)
-    G = geo.groups
-    if G != 1:  # (G, F/G, C/G·KH·KW) @ (G, C/G·KH·KW, N·OH·OW)
-        w_g = xp.reshape(w, (G, geo.F // G, -1))
-        y = xp.reshape(w_g @ conv._grouped(xp, cols, G), (geo.F, geo.N, geo.OH, geo.OW))
-        y = xp.permute_dims(y, (1, 0, 2, 3))
-    elif narrow(geo):  # the same product, image by image
-        y = xp.reshape(w, (geo.F, -1)) @ _per_image(xp, cols, geo)  # (N, F, OH·OW)
-        y = xp.reshape(y, (geo.N, geo.F, geo.OH, geo.OW))
-    else:
-        y = xp.reshape(w, (geo.F, -1)) @ cols  # (F, N·OH·OW): one GEMM
-        y = xp.reshape(y, (geo.F, geo.N, geo.OH, geo.OW))
-        y = xp.permute_dims(y, (1, 0, 2, 3))
+    (ph, pw), extra = geo.padding, int(flat_runs(geo))
+    xpad = pad_sides(xp, x, ph, ph + extra, pw, pw)
+    if xpad is x:  # a copy all the same: the cache must not change with x
+        xpad = xp.asarray(x, copy=True)
+    y = xp.empty((geo.N, geo.F, geo.OH, geo.OW), dtype=x.dtype, device=device_of(x))
+    for n0, n1, cols in _column_blocks(xp, xpad, geo):
+        y[n0:n1, ...] = _filters_times(xp, w, cols, geo._replace(N=n1 - n0))
     if b is not None:
         y += xp.reshape(b, (1, geo.F, 1, 1))
-    return y, conv.Conv2dCache(cols, w, b is not None, geo)
+    return y, ConvCache(xpad, w, b is not None, geo)
+
+
+def flat_runs(geo: ConvGeometry) -> bool:
+    """True when the columns are taken as flat runs (:func:`im2col_flat`): at
+    stride 1. The products then also compute Wp − OW junk outputs per row
+    (7 % more work for ResNet's 28 px layers, 40 % for LeNet's 14 px 5×5
+    one), which cost less than the short copies the runs save."""
+    return geo.stride == (1, 1)
+
+
+def _row_width(geo: ConvGeometry) -> int:
+    """Columns per output row in the fast path's columns: Wp for flat runs,
+    otherwise OW."""
+    return geo.W + 2 * geo.padding[1] if flat_runs(geo) else geo.OW
+
+
+def _column_blocks(xp: Any, xpad: Any, geo: ConvGeometry):
+    """Yield (n0, n1, columns (C·KH·KW, n·OH·width) of images n0..n1−1), one
+    block of about :data:`COLS_BLOCK` elements at a time, in one buffer."""
+    width = _row_width(geo)
+    per_image = geo.C * geo.KH * geo.KW * geo.OH * width
+    for n0, n1 in image_blocks(geo, per_image, COLS_BLOCK):
+        block = geo._replace(N=n1 - n0)
+        shape = (geo.C, geo.KH, geo.KW, n1 - n0, geo.OH, width)
+        buffer = workspace("conv columns", shape, like=xpad)
+        if width == geo.OW:
+            cols = conv.im2col(xp, xpad[n0:n1, ...], block, out=buffer)
+        else:
+            cols = im2col_flat(xp, xpad[n0:n1, ...], block, out=buffer)
+        yield n0, n1, cols
+
+
+def im2col_flat(xp: Any, xpad: Any, geo: ConvGeometry, out: Any) -> Any:
+    """Stride 1: padded input (N, C, Hp + 1, Wp) -> columns (C·KH·KW,
+    N·OH·Wp), into ``out`` (C, KH, KW, N, OH, Wp).
+
+    Flatten each padded image row by row: output (i, j) and kernel tap
+    (u, v) read position (i + dh·u)·Wp + j + dw·v, so each tap's row of
+    columns is one contiguous run of OH·Wp values, starting at dh·u·Wp + dw·v
+    (long copies instead of OW-value ones). The columns j >= OW of each
+    output row are junk (they read across the row's end; the extra zero row
+    keeps the last run inside the image): products crop them, and dY is zero
+    there in dW."""
+    flat = xp.permute_dims(xp.reshape(xpad, (geo.N, geo.C, -1)), (1, 0, 2))
+    (dh, dw), Wp = geo.dilation, xpad.shape[3]
+    run = geo.OH * Wp
+    cols = xp.reshape(out, (geo.C, geo.KH, geo.KW, geo.N, run))
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            start = dh * u * Wp + dw * v
+            cols[:, u, v, ...] = flat[:, :, start : start + run]  # (C, N, run)
+    return xp.reshape(out, (geo.C * geo.KH * geo.KW, -1))
+
+
+def col2im_flat(xp: Any, dcols: Any, geo: ConvGeometry) -> Any:
+    """Stride 1: columns (C·KH·KW, N·OH·Wp) -> dx (N, C, H, W), the adjoint
+    of :func:`im2col_flat`: each tap's run is added back where it was read
+    (its junk columns must be zero)."""
+    (ph, pw), (dh, dw) = geo.padding, geo.dilation
+    Hp, Wp = geo.H + 2 * ph, geo.W + 2 * pw
+    run = geo.OH * Wp
+    # full, not zeros: NumPy's zeros maps fresh pages (page faults) each time
+    dflat = xp.full((geo.N, geo.C, (Hp + 1) * Wp), 0.0, dtype=dcols.dtype,
+                    device=device_of(dcols))  # fmt: skip
+    d = xp.reshape(dcols, (geo.C, geo.KH, geo.KW, geo.N, run))
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            start = dh * u * Wp + dw * v
+            tap = xp.permute_dims(d[:, u, v, ...], (1, 0, 2))  # (N, C, run)
+            dflat[:, :, start : start + run] += tap
+    dxpad = xp.reshape(dflat, (geo.N, geo.C, Hp + 1, Wp))
+    return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W]
+
+
+def _per_image(xp: Any, a: Any, n: int) -> Any:
+    """A matrix (R, n·P) -> a (n, R, P) view, one block per image."""
+    return xp.permute_dims(xp.reshape(a, (a.shape[0], n, -1)), (1, 0, 2))
+
+
+def _filters_times(xp: Any, w: Any, cols: Any, geo: ConvGeometry) -> Any:
+    """Columns (C·KH·KW, N·OH·width) of N images -> W·cols as (N, F, OH, OW)
+    (the junk columns past OW dropped): per group for grouped filters, image
+    by image for a small W (:data:`NARROW`)."""
+    G, width = geo.groups, _row_width(geo)
+    if narrow(geo):
+        y = xp.reshape(w, (geo.F, -1)) @ _per_image(xp, cols, geo.N)
+        return xp.reshape(y, (geo.N, geo.F, geo.OH, width))[..., : geo.OW]
+    w_g = xp.reshape(w, (G, geo.F // G, -1))  # (G, F/G, C/G·KH·KW)
+    y = w_g @ conv._grouped(xp, cols, G)  # (G, F/G, N·OH·width)
+    y = xp.reshape(y, (geo.F, geo.N, geo.OH, width))[..., : geo.OW]
+    return xp.permute_dims(y, (1, 0, 2, 3))
 
 
 def conv2d_backward(
     dy: Any, cache: Any, input_grad: bool = True
 ) -> tuple[Any, Any, Any]:
-    """:func:`cnnbook.functional.conv2d_backward`, faster, for either
-    forward's cache. With ``input_grad=False`` dx is not computed (returned
-    as None): the most expensive product of the three, which nobody needs for
-    the first layer."""
+    """:func:`cnnbook.functional.conv2d_backward`, faster, for the fast
+    forward's cache (or the reference's). With ``input_grad=False`` dx is not
+    computed (returned as None): nobody needs it for the first layer.
+
+    Block by block, the columns are recomputed from the padded input and
+    dW += dY·colsᵀ. dx at stride 1 is the forward convolution of dY with the
+    turned kernel (:func:`input_grad_correlate`); otherwise col2im(Wᵀ·dY) of
+    each block."""
     if isinstance(cache, DepthwiseCache):
         return depthwise_backward(dy, cache, input_grad)
-    cols, w, has_bias, geo = cache
-    if geo.pad_end is not None:
+    if not isinstance(cache, ConvCache):  # the reference forward's columns
         dx, dw, db = conv.conv2d_backward(dy, cache)
         return (dx if input_grad else None), dw, db
+    xpad, w, has_bias, geo = cache
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
-    G = geo.groups
     db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
-    corr = geo.stride == (1, 1) and full_correlation(geo)  # dx without dy_mat
-    dy_mat = None  # dY as (F, N·OH·OW): a transposed copy, made only if used
-    if G != 1 or not narrow(geo) or (input_grad and not corr):
-        dy_mat = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (geo.F, -1))
-    # dW = dY · colsᵀ, computed as (cols · dYᵀ)ᵀ: the same numbers, and the
-    # orientation BLAS runs fastest for a short-and-wide dY (F ≪ N·OH·OW).
-    if G != 1:  # per group: (C/G·KH·KW, N·OH·OW) @ (N·OH·OW, F/G)
-        dy_g = conv._grouped(xp, dy_mat, G)
-        dw_t = conv._grouped(xp, cols, G) @ xp.matrix_transpose(dy_g)
-    elif narrow(geo):  # Σ over images of colsₙ · dYₙᵀ
-        dy_img = xp.reshape(dy, (geo.N, geo.F, geo.OH * geo.OW))
-        dw_t = xp.sum(_per_image(xp, cols, geo) @ xp.matrix_transpose(dy_img), axis=0)
-    else:
-        dw_t = cols @ xp.matrix_transpose(dy_mat)  # (C·KH·KW, F)
-    dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
+    corr = geo.stride == (1, 1) and full_correlation(geo)
+    dw, dx = _weight_grad(xp, dy, xpad, w, geo, input_grad and not corr)
     if not input_grad:
         return None, dw, db
     if corr:
-        return input_grad_correlate(xp, dy, w, geo), dw, db
-    if G != 1:  # col2im of the groups' Wᵀ·dY
-        w_g = xp.reshape(w, (G, geo.F // G, -1))
-        dcols = xp.matrix_transpose(w_g) @ conv._grouped(xp, dy_mat, G)
-        return conv.col2im(xp, xp.reshape(dcols, (-1, dcols.shape[2])), geo), dw, db
-    w_t = xp.matrix_transpose(xp.reshape(w, (geo.F, -1)))  # (C·KH·KW, F)
-    if geo.stride == (1, 1):
-        return input_grad_flat(xp, dy, w_t, geo), dw, db
-    return conv.col2im(xp, w_t @ dy_mat, geo), dw, db
+        dx = input_grad_correlate(xp, dy, w, geo)
+    return dx, dw, db
+
+
+def _weight_grad(xp, dy, xpad, w, geo, col2im):
+    """dW = Σ over blocks of dY·colsᵀ; with ``col2im``, also dx =
+    col2im(Wᵀ·dY) block by block (else None)."""
+    G, width, dev = geo.groups, _row_width(geo), device_of(dy)
+    dx = None
+    if col2im:
+        dx = xp.empty((geo.N, geo.C, geo.H, geo.W), dtype=dy.dtype, device=dev)
+        w_t = xp.matrix_transpose(xp.reshape(w, (G, geo.F // G, -1)))
+    K = geo.C // G * geo.KH * geo.KW
+    dw_t = xp.zeros((G, K, geo.F // G), dtype=dy.dtype, device=dev)
+    for n0, n1, cols in _column_blocks(xp, xpad, geo):
+        # dY of the block as (F, n·OH·width), zero in the junk columns
+        dy_mat = workspace("conv dY", (geo.F, n1 - n0, geo.OH, width), like=dy)
+        dy_mat[..., : geo.OW] = xp.permute_dims(dy[n0:n1, ...], (1, 0, 2, 3))
+        dy_mat[..., geo.OW :] = 0
+        dy_mat = xp.reshape(dy_mat, (G, geo.F // G, -1))
+        # (cols·dYᵀ)ᵀ = dY·colsᵀ: the orientation BLAS runs fastest here
+        if narrow(geo):  # Σ over images of colsₙ·dYₙᵀ (a small W: faster)
+            n = n1 - n0
+            dy_img = xp.permute_dims(xp.reshape(dy_mat, (geo.F, n, -1)), (1, 2, 0))
+            dw_t += xp.sum(_per_image(xp, cols, n) @ dy_img, axis=0)
+        else:
+            dw_t += conv._grouped(xp, cols, G) @ xp.matrix_transpose(dy_mat)
+        if col2im:
+            dcols = xp.reshape(w_t @ dy_mat, (geo.C * geo.KH * geo.KW, -1))
+            block = geo._replace(N=n1 - n0)
+            flat = width != geo.OW
+            dx[n0:n1, ...] = (col2im_flat if flat else conv.col2im)(xp, dcols, block)
+    dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
+    if width != geo.OW and bool(xp.any(xp.isnan(dw))):
+        # junk columns met an inf or NaN of x (0·inf = NaN): the sum again,
+        # over columns without junk
+        Hp = geo.H + 2 * geo.padding[0]
+        cols = conv.im2col(xp, xpad[:, :, :Hp, ...], geo)
+        dw = conv.conv2d_backward(dy, conv.Conv2dCache(cols, w, False, geo))[1]
+    return dw, dx
 
 
 class DepthwiseCache(NamedTuple):
@@ -343,17 +418,17 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], dw, db
 
 
-# The correlation's product has C rows: below this many input channels it
-# runs slower than flat shifts (LeNet: C = 1 and 6, 2-4× slower; ResNet's
-# C = 16 layers: ~1.4× faster).
-CORRELATE_MIN_C = 16
-
-
 def correlation_fits(geo: ConvGeometry) -> bool:
     """True when dx can be written as a forward convolution of dY: padding at
     most dilation·(K − 1) on each axis (see :func:`input_grad_correlate`)."""
     (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
     return ph <= dil_h * (geo.KH - 1) and pw <= dil_w * (geo.KW - 1)
+
+
+# The correlation's product has C rows: below this many input channels it
+# runs slower than col2im (LeNet: C = 1 and 6, 2-4× slower; ResNet's C = 16
+# layers: faster).
+CORRELATE_MIN_C = 16
 
 
 def full_correlation(geo: ConvGeometry) -> bool:
@@ -387,49 +462,6 @@ def input_grad_correlate(xp: Any, dy: Any, w: Any, geo: ConvGeometry) -> Any:
     return dx
 
 
-BLOCK = 1 << 22  # elements of Wᵀ·dY computed at once by input_grad_flat
-
-
-def input_grad_flat(xp: Any, dy: Any, w_t: Any, geo: ConvGeometry) -> Any:
-    """dx for stride 1 by "flat shifts", equal to col2im(Wᵀ·dY).
-
-    Why it holds: at stride 1, output (i, j) and kernel tap (u, v) read padded
-    input (i + dil_h·u, j + dil_w·v). Flatten the padded grid (Hp, Wp) row by
-    row; then position (i, j) is i·Wp + j and the tap adds the constant
-    u·dil_h·Wp + v·dil_w. So lay dY out on the padded grid (F, N·Hp·Wp), zero
-    where no output exists; multiply by Wᵀ once; and add row block (c, u, v)
-    of the product into one contiguous 1-D slice of the flattened dx, shifted
-    by that constant. The zeros make the positions outside the output add
-    nothing, so the sum is col2im's. The KH·KW slice-adds move long contiguous
-    runs instead of OW-element rows, at the price of a product over Hp·Wp
-    instead of OH·OW positions.
-    """
-    (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
-    Hp, Wp = geo.H + 2 * ph, geo.W + 2 * pw
-    L = geo.N * Hp * Wp
-    dev = device_of(dy)
-    dy_grid = xp.zeros((geo.F, geo.N, Hp, Wp), dtype=dy.dtype, device=dev)
-    dy_grid[:, :, : geo.OH, : geo.OW] = xp.permute_dims(dy, (1, 0, 2, 3))
-    dy_grid = xp.reshape(dy_grid, (geo.F, L))
-    tail = (geo.KH - 1) * dil_h * Wp + (geo.KW - 1) * dil_w  # reach of the last tap
-    dx_flat = xp.zeros((geo.C, L + tail), dtype=dy.dtype, device=dev)
-    taps = geo.KH * geo.KW
-    # Channels in blocks of about BLOCK elements of Wᵀ·dY: the same work,
-    # without holding all C·KH·KW × N·Hp·Wp of it at once (peak memory).
-    step = max(1, BLOCK // max(1, taps * L))  # L = 0: an empty batch
-    for c0 in range(0, geo.C, step):
-        c1 = min(geo.C, c0 + step)
-        dcols = w_t[c0 * taps : c1 * taps, :] @ dy_grid  # ((c1−c0)·KH·KW, L)
-        dcols = xp.reshape(dcols, (c1 - c0, geo.KH, geo.KW, L))
-        for u in range(geo.KH):
-            for v in range(geo.KW):
-                offset = u * dil_h * Wp + v * dil_w
-                dx_flat[c0:c1, offset : offset + L] += dcols[:, u, v, :]
-    dxpad = xp.reshape(dx_flat[:, :L], (geo.C, geo.N, Hp, Wp))
-    dx = dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W]
-    return xp.permute_dims(dx, (1, 0, 2, 3))  # (N, C, H, W)
-
-
 # ---------------------------------------------------------------------------
 # batch normalization in training
 # ---------------------------------------------------------------------------
@@ -438,6 +470,14 @@ def input_grad_flat(xp: Any, dy: Any, w_t: Any, geo: ConvGeometry) -> Any:
 # centres once and scales in place; the backward pass uses Σ dx̂ = γ·Σ dy and
 # Σ dx̂·x̂ = γ·Σ dy·x̂ (the sums dβ and dγ already are), so dx is one
 # per-channel affine combination dx = a·dy + b·x̂ + c.
+
+
+def _channel_dot(xp: Any, a: Any, b: Any) -> Any:
+    """a, b (N, C, ...) -> (C,): Σ a·b per channel, as dot products along
+    each image's channel row (no a·b temporary)."""
+    shape = (a.shape[0], a.shape[1], -1)
+    dots = xp.vecdot(xp.reshape(a, shape), xp.reshape(b, shape), axis=-1)  # (N, C)
+    return xp.sum(dots, axis=0)
 
 
 def batch_norm_forward(
@@ -470,7 +510,7 @@ def batch_norm_forward(
     view = (1, C) + (1,) * (x.ndim - 2)
     mean = xp.mean(x, axis=axes)
     xhat = x - xp.reshape(mean, view)  # centred, then scaled in place
-    var = xp.mean(xhat * xhat, axis=axes)
+    var = _channel_dot(xp, xhat, xhat) / m
     running_mean[...] = (1 - momentum) * running_mean + momentum * mean
     running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
     inv_std = xp.reshape(1 / xp.sqrt(var + eps), view)
@@ -492,7 +532,7 @@ def batch_norm_backward(dy: Any, cache: norm.BatchNormCache) -> tuple[Any, Any, 
     _checks.grad_shape(op, dy, xhat.shape)
     m = xhat.size // xhat.shape[1]
     dbeta = xp.sum(dy, axis=axes)
-    dgamma = xp.sum(dy * xhat, axis=axes)
+    dgamma = _channel_dot(xp, dy, xhat)
     view = tuple(inv_std.shape)
     a = gamma_view * inv_std  # ∂y/∂x with the statistics held fixed
     dx = dy * a
