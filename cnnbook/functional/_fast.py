@@ -481,17 +481,11 @@ def _channel_dot(xp: Any, a: Any, b: Any) -> Any:
 
 
 def batch_norm_forward(
-    x: Any,
-    gamma: Any,
-    beta: Any,
-    running_mean: Any,
-    running_var: Any,
-    training: bool = True,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
+    x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5
 ) -> tuple[Any, norm.BatchNormCache]:
-    """:func:`cnnbook.functional.batch_norm_forward`, faster in training; the
-    same cache. Evaluation and bad arguments go to the reference."""
+    """:func:`cnnbook.functional.batch_norm_forward` (the same arguments),
+    faster in training; the same cache. Evaluation and bad arguments go to
+    the reference."""
     args = (x, gamma, beta, running_mean, running_var, training, momentum, eps)
     shape = tuple(getattr(x, "shape", ()))
     if not training or len(shape) not in (2, 3, 4) or shape[0] == 0:
