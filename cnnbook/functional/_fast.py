@@ -19,7 +19,10 @@ Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
   "flat shifts" instead of col2im.
 - Depthwise convolutions (groups = C = F) skip im2col: one per-channel
   multiply-add per kernel tap, on contiguous runs of the flattened padded
-  image at stride 1, a block of images at a time (in cache). Grouped ones
+  image at stride 1, a block of images and channels at a time (in cache),
+  padded channel-major so each channel's run spans all the block's images
+  (NumPy pays ~0.1 µs per row of a strided operation). The cache keeps the
+  unpadded input, and dx and dw share one padded dy per block. Grouped ones
   run one batched product over the groups and the same dx as dense ones.
 - :func:`batch_norm_forward` and :func:`batch_norm_backward` (training) take
   about half the passes over the data of the reference.
@@ -200,9 +203,10 @@ def conv2d_backward(
 
 
 class DepthwiseCache(NamedTuple):
-    """A depthwise convolution's cache: the padded input, not columns."""
+    """A depthwise convolution's cache: the input itself (unpadded), not
+    columns; each kernel pads what it needs, a block at a time."""
 
-    xpad: Any
+    x: Any
     w: Any
     has_bias: bool
     geometry: ConvGeometry
@@ -223,16 +227,64 @@ def _flat_taps(geo: ConvGeometry):
     return offsets, L, Wp
 
 
-# Depthwise kernels work on blocks of images of about this many elements per
-# (C, OH·Wp) slab: the nine multiply-adds of a block then run in cache
-# instead of streaming the whole batch through memory nine times.
-DEPTHWISE_BLOCK = 1 << 16
+# Depthwise kernels work on blocks of about this many elements (a block of
+# channels × a block of images, each image padded): the nine multiply-adds
+# of a block then run in the 1 MiB L2 cache instead of streaming the whole
+# batch through memory nine times.
+DEPTHWISE_BLOCK = 1 << 15
 
 
-def _image_blocks(geo: ConvGeometry, per_image: int):
-    """Ranges (n0, n1) of images, each holding about DEPTHWISE_BLOCK elements."""
-    step = max(1, DEPTHWISE_BLOCK // max(1, per_image))
-    return [(n0, min(geo.N, n0 + step)) for n0 in range(0, geo.N, step)]
+def _image_blocks(N: int, C: int, per_image: int):
+    """Blocks (n0, n1, c0, c1) of images and channels, each of about
+    DEPTHWISE_BLOCK elements at ``per_image`` per image and channel: as many
+    images as fit (the longer each channel's run, the less NumPy's per-row
+    overhead counts), then as many channels; sizes balanced."""
+    nb = min(N, max(1, DEPTHWISE_BLOCK // max(1, per_image)))
+    nb = -(-N // -(-N // nb))  # the same number of blocks, sizes balanced
+    cb = min(C, max(1, DEPTHWISE_BLOCK // max(1, nb * per_image)))
+    cb = -(-C // -(-C // cb))
+    return [
+        (n0, min(N, n0 + nb), c0, min(C, c0 + cb))
+        for n0 in range(0, N, nb)
+        for c0 in range(0, C, cb)
+    ]
+
+
+def _padded_block(xp: Any, a: Any, block, at, grid, buf: Any) -> Any:
+    """a (N, C, h, w), a block (n0, n1, c0, c1) -> the block channel-major,
+    (cb, nb, Hg, Wg), with a[n, c] at rows/columns ``at`` = (top, left) of a
+    zero (Hg, Wg) ``grid``; written into the front of the flat buffer ``buf``.
+    Channel-major makes each channel's images one contiguous run."""
+    n0, n1, c0, c1 = block
+    (top, left), (Hg, Wg), (h, w) = at, grid, a.shape[2:]
+    out = xp.reshape(buf[: (c1 - c0) * (n1 - n0) * Hg * Wg], (c1 - c0, n1 - n0, Hg, Wg))
+    out[:, :, :top, :] = 0  # only the border is zeroed: the rest is overwritten
+    out[:, :, top + h :, :] = 0
+    out[:, :, top : top + h, :left] = 0
+    out[:, :, top : top + h, left + w :] = 0
+    out[:, :, top : top + h, left : left + w] = xp.permute_dims(
+        a[n0:n1, c0:c1, ...], (1, 0, 2, 3)
+    )
+    return out
+
+
+def _tap_sum(xp, flat, taps, offsets, length, acc, tmp) -> None:
+    """flat (cb, R), taps (cb, KH·KW): acc[:, :length] = Σ over taps k of
+    flat[:, off_k : off_k + length] · taps[:, k] (acc, tmp: (cb, R) buffers;
+    tmp None: no ``out=``, the portable twin)."""
+    a = acc[:, :length]
+    (k0, off0), rest = offsets[0], offsets[1:]
+    if tmp is None:
+        a[...] = flat[:, off0 : off0 + length] * taps[:, k0 : k0 + 1]
+        for k, off in rest:
+            a += flat[:, off : off + length] * taps[:, k : k + 1]
+        return
+    # NumPy: written in place, no temporaries (two passes per tap, in cache)
+    t = tmp[:, :length]
+    xp.multiply(flat[:, off0 : off0 + length], taps[:, k0 : k0 + 1], out=a)
+    for k, off in rest:
+        xp.multiply(flat[:, off : off + length], taps[:, k : k + 1], out=t)
+        xp.add(a, t, out=a)
 
 
 def depthwise(geo: ConvGeometry) -> bool:
@@ -247,21 +299,22 @@ def depthwise_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
     per kernel tap, y += xpad[window(u, v)] · w[:, 0, u, v] (a per-channel
     broadcast). At stride 1 each window is a contiguous run of the flattened
     padded image ("flat shifts", as :func:`input_grad_flat`), taken a block
-    of images at a time so the nine multiply-adds run in cache. The same
-    numbers as the grouped reference (summed in another order)."""
-    xpad = pad(xp, x, *geo.padding)
-    return _depthwise_apply(xp, xpad, w, b, geo), DepthwiseCache(
-        xpad, w, b is not None, geo
-    )
+    of images and channels at a time, padded channel-major, so that the nine
+    multiply-adds run in cache over long runs. The same numbers as the
+    grouped reference (summed in another order)."""
+    return _depthwise_apply(xp, x, w, b, geo), DepthwiseCache(x, w, b is not None, geo)
 
 
-def _depthwise_apply(xp: Any, xpad: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
-    """The depthwise forward product on an already padded input."""
+def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
+    """x (N, C, H, W) unpadded -> y (N, C, OH, OW): the depthwise forward."""
+    from cnnbook.backend import is_numpy
+
     N, C = geo.N, geo.C
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
-    dev = device_of(xpad)
+    dev = device_of(x)
     if geo.stride != (1, 1) or N == 0:
-        y = xp.zeros((N, C, geo.OH, geo.OW), dtype=xpad.dtype, device=dev)
+        xpad = pad(xp, x, *geo.padding)
+        y = xp.zeros((N, C, geo.OH, geo.OW), dtype=x.dtype, device=dev)
         for u in range(geo.KH):
             for v in range(geo.KW):
                 rows, columns = window(geo, u, v)
@@ -269,53 +322,119 @@ def _depthwise_apply(xp: Any, xpad: Any, w: Any, b: Any, geo: ConvGeometry) -> A
                 y += xpad[:, :, rows, columns] * k
         if b is not None:
             y += xp.reshape(b, (1, C, 1, 1))
-    else:
-        offsets, L, Wp = _flat_taps(geo)
-        flat = xp.reshape(xpad, (N, C, -1))
-        tap = [xp.reshape(taps[:, k], (1, C, 1)) for k, _ in offsets]
-        y = xp.empty((N, C, geo.OH, geo.OW), dtype=xpad.dtype, device=dev)
-        for n0, n1 in _image_blocks(geo, C * geo.OH * Wp):
-            grid = xp.empty((n1 - n0, C, geo.OH * Wp), dtype=xpad.dtype, device=dev)
-            acc = grid[:, :, :L]
-            (k0, off0), rest = offsets[0], offsets[1:]
-            acc[...] = flat[n0:n1, :, off0 : off0 + L] * tap[k0]
-            for k, off in rest:
-                acc += flat[n0:n1, :, off : off + L] * tap[k]
-            # crop the padded width (the columns past OW hold no output),
-            # adding the bias on the way
-            grid4 = xp.reshape(grid, (n1 - n0, C, geo.OH, Wp))[:, :, :, : geo.OW]
-            y[n0:n1, ...] = grid4 if b is None else grid4 + xp.reshape(b, (1, C, 1, 1))
+        return y
+    offsets, L, Wp = _flat_taps(geo)
+    Hp = geo.H + 2 * geo.padding[0]
+    blocks = _image_blocks(N, C, Hp * Wp)
+    size = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * Hp * Wp
+    xbuf, abuf = scratch((size,), x), scratch((size,), x)
+    tbuf = scratch((size,), x) if is_numpy(x) else None
+    y = xp.empty((N, C, geo.OH, geo.OW), dtype=x.dtype, device=dev)
+    for block in blocks:
+        n0, n1, c0, c1 = block
+        xb = _padded_block(xp, x, block, geo.padding, (Hp, Wp), xbuf)
+        R = (c1 - c0, (n1 - n0) * Hp * Wp)
+        acc = xp.reshape(abuf[: R[0] * R[1]], R)
+        tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+        length = (n1 - n0 - 1) * Hp * Wp + L
+        _tap_sum(xp, xp.reshape(xb, R), taps[c0:c1, :], offsets, length, acc, tmp)
+        # crop the padded grid (its other positions hold no output) back to
+        # image-major, adding the bias on the way
+        grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hp, Wp))[:, :, : geo.OH, : geo.OW]
+        grid = xp.permute_dims(grid, (1, 0, 2, 3))
+        if b is None:
+            y[n0:n1, c0:c1, ...] = grid
+        elif tmp is not None:
+            xp.add(grid, xp.reshape(b[c0:c1], (1, -1, 1, 1)), out=y[n0:n1, c0:c1, ...])
+        else:
+            y[n0:n1, c0:c1, ...] = grid + xp.reshape(b[c0:c1], (1, -1, 1, 1))
     return y
 
 
 def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     """dy (N, C, OH, OW) -> dx (N, C, H, W) or None, dw (C, 1, KH, KW), db.
 
-    dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW: at stride 1 a dot
-    product per (image, channel) over a contiguous run, a block of images at
-    a time. dx at stride 1 is the depthwise forward pass of dy with the kernel
-    turned by 180° (as :func:`input_grad_correlate`); otherwise dy · w[c, u,
-    v] is added into each tap's window of a padded zero array."""
-    xpad, w, has_bias, geo = cache
+    dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW: at stride 1 one
+    dot product per channel over a contiguous run, a block of images and
+    channels at a time (padded channel-major, as the forward). dx at stride
+    1 is the depthwise forward pass of dy with the kernel turned by 180° (as
+    :func:`input_grad_correlate`), on the same blocks; its padded dy serves
+    dw too where it has the padded input's shape ('same' padding);
+    otherwise dy · w[c, u, v] is added into each tap's window of a padded
+    zero array."""
+    from cnnbook.backend import is_numpy
+
+    x, w, has_bias, geo = cache
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
     N, C = geo.N, geo.C
+    (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
     db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
     dev = device_of(dy)
-    if geo.stride == (1, 1) and N:
+    stride_1 = geo.stride == (1, 1) and N > 0
+    correlate = stride_1 and input_grad and correlation_fits(geo)
+    dx = None
+    if stride_1:
         offsets, L, Wp = _flat_taps(geo)
-        x_flat = xp.reshape(xpad, (N, C, -1))
-        dw_t = xp.zeros((geo.KH * geo.KW, C), dtype=dy.dtype, device=dev)
-        for n0, n1 in _image_blocks(geo, C * geo.OH * Wp):
-            grid = xp.zeros((n1 - n0, C, geo.OH, Wp), dtype=dy.dtype, device=dev)
-            grid[:, :, :, : geo.OW] = dy[n0:n1, ...]
-            dy_flat = xp.reshape(grid, (n1 - n0, C, -1))[:, :, :L]
-            for k, off in offsets:
-                dots = xp.vecdot(dy_flat, x_flat[n0:n1, :, off : off + L], axis=-1)
-                dw_t[k, :] += xp.sum(dots, axis=0)
-        dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
+        Hp = geo.H + 2 * ph
+        S = Hp * Wp  # a padded image's elements
+        if correlate:
+            # dx = the forward of dy padded by d·(K − 1) − p, kernel turned
+            dpad = (dil_h * (geo.KH - 1) - ph, dil_w * (geo.KW - 1) - pw)
+            turned = xp.reshape(xp.flip(w, axis=(2, 3)), (C, -1))
+            _, dgeo = conv.geometry(
+                "conv2d_backward", dy, w, None, 1, dpad, geo.dilation, C
+            )
+            d_offsets, d_L, Wd = _flat_taps(dgeo)
+            Hd = geo.OH + 2 * dpad[0]
+            Sd = Hd * Wd
+            dx = xp.empty((N, C, geo.H, geo.W), dtype=dy.dtype, device=dev)
+        # dy on the padded input's grid: the padded dy itself where it has
+        # that shape, read from (dpad) on; else dy at (0, 0) of a zero grid
+        shared = correlate and (Hd, Wd) == (Hp, Wp)
+        start = dpad[0] * Wp + dpad[1] if shared else 0
+        blocks = _image_blocks(N, C, max(S, Sd) if correlate else S)
+        n_most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks)
+        xbuf = scratch((n_most * S,), dy)
+        gbuf = None if shared else scratch((n_most * S,), dy)
+        if correlate:
+            dbuf, abuf = scratch((n_most * Sd,), dy), scratch((n_most * Sd,), dy)
+            tbuf = scratch((n_most * Sd,), dy) if is_numpy(dy) else None
+        dw_blocks = []
+        for block in blocks:
+            n0, n1, c0, c1 = block
+            xb = _padded_block(xp, x, block, (ph, pw), (Hp, Wp), xbuf)
+            x_flat = xp.reshape(xb, (c1 - c0, -1))
+            length = (n1 - n0 - 1) * S + L
+            if correlate:
+                db_ = _padded_block(xp, dy, block, dpad, (Hd, Wd), dbuf)
+                d_flat = xp.reshape(db_, (c1 - c0, -1))
+                R = tuple(d_flat.shape)
+                acc = xp.reshape(abuf[: R[0] * R[1]], R)
+                tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+                d_length = (n1 - n0 - 1) * Sd + d_L
+                _tap_sum(xp, d_flat, turned[c0:c1, :], d_offsets, d_length, acc, tmp)
+                grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hd, Wd))
+                grid = grid[:, :, : geo.H, : geo.W]
+                dx[n0:n1, c0:c1, ...] = xp.permute_dims(grid, (1, 0, 2, 3))
+            if shared:
+                g_flat = d_flat
+            else:
+                gb = _padded_block(xp, dy, block, (0, 0), (Hp, Wp), gbuf)
+                g_flat = xp.reshape(gb, (c1 - c0, -1))
+            g_run = g_flat[:, start : start + length]
+            dots = [
+                xp.vecdot(g_run, x_flat[:, off : off + length], axis=-1)
+                for _, off in offsets
+            ]
+            dw_blocks.append((c0, c1, xp.stack(dots, axis=1)))
+        dw_t = xp.zeros((C, geo.KH * geo.KW), dtype=dy.dtype, device=dev)
+        for c0, c1, part in dw_blocks:
+            dw_t[c0:c1, :] += part
+        dw = xp.reshape(dw_t, w.shape)
     else:
+        xpad = pad(xp, x, ph, pw)
         dw_cols = []
         for u in range(geo.KH):
             for v in range(geo.KW):
@@ -323,23 +442,14 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
                 patch = xpad[:, :, rows, columns]
                 dw_cols.append(xp.sum(dy * patch, axis=(0, 2, 3)))
         dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
-    if not input_grad:
-        return None, dw, db
-    if geo.stride == (1, 1) and correlation_fits(geo):
-        (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
-        padding = (dil_h * (geo.KH - 1) - ph, dil_w * (geo.KW - 1) - pw)
-        turned = xp.flip(w, axis=(2, 3))
-        _, dgeo = conv.geometry(
-            "conv2d_backward", dy, turned, None, 1, padding, geo.dilation, C
-        )
-        return _depthwise_apply(xp, pad(xp, dy, *padding), turned, None, dgeo), dw, db
-    dxpad = xp.zeros_like(xpad)
+    if not input_grad or dx is not None:
+        return dx, dw, db
+    dxpad = xp.zeros((N, C, geo.H + 2 * ph, geo.W + 2 * pw), dtype=dy.dtype, device=dev)
     for u in range(geo.KH):
         for v in range(geo.KW):
             rows, columns = window(geo, u, v)
             k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
             dxpad[:, :, rows, columns] += dy * k
-    ph, pw = geo.padding
     return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], dw, db
 
 
