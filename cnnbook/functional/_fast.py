@@ -229,9 +229,11 @@ def _flat_taps(geo: ConvGeometry):
 
 # Depthwise kernels work on blocks of about this many elements (a block of
 # channels × a block of images, each image padded): the nine multiply-adds
-# of a block then run in the 1 MiB L2 cache instead of streaming the whole
-# batch through memory nine times.
-DEPTHWISE_BLOCK = 1 << 15
+# of a block then run in cache instead of streaming the whole batch through
+# memory nine times. Measured (EPYC, 1 MiB L2, 32 MiB L3; forward + backward
+# at 64 ch 28 px): 2^15 17.9 ms, 2^16 17.5, 2^18 14.9 (fewer NumPy calls; the
+# 4 or 5 block buffers still sit in L3), 2^20 15.9, the whole batch 24.7.
+DEPTHWISE_BLOCK = 1 << 18
 
 
 def _image_blocks(N: int, C: int, per_image: int):
@@ -250,18 +252,20 @@ def _image_blocks(N: int, C: int, per_image: int):
     ]
 
 
-def _padded_block(xp: Any, a: Any, block, at, grid, buf: Any) -> Any:
+def _padded_block(xp: Any, a: Any, block, at, grid, buf: Any, border=True) -> Any:
     """a (N, C, h, w), a block (n0, n1, c0, c1) -> the block channel-major,
     (cb, nb, Hg, Wg), with a[n, c] at rows/columns ``at`` = (top, left) of a
-    zero (Hg, Wg) ``grid``; written into the front of the flat buffer ``buf``.
-    Channel-major makes each channel's images one contiguous run."""
+    zero (Hg, Wg) ``grid``; written into the front of the flat buffer ``buf``
+    (``border`` False: its border still holds the zeros of the previous block
+    of this shape). Channel-major makes each channel's images one run."""
     n0, n1, c0, c1 = block
     (top, left), (Hg, Wg), (h, w) = at, grid, a.shape[2:]
     out = xp.reshape(buf[: (c1 - c0) * (n1 - n0) * Hg * Wg], (c1 - c0, n1 - n0, Hg, Wg))
-    out[:, :, :top, :] = 0  # only the border is zeroed: the rest is overwritten
-    out[:, :, top + h :, :] = 0
-    out[:, :, top : top + h, :left] = 0
-    out[:, :, top : top + h, left + w :] = 0
+    if border:  # only the border: the rest is overwritten
+        out[:, :, :top, :] = 0
+        out[:, :, top + h :, :] = 0
+        out[:, :, top : top + h, :left] = 0
+        out[:, :, top : top + h, left + w :] = 0
     out[:, :, top : top + h, left : left + w] = xp.permute_dims(
         a[n0:n1, c0:c1, ...], (1, 0, 2, 3)
     )
@@ -330,9 +334,11 @@ def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
     xbuf, abuf = scratch((size,), x), scratch((size,), x)
     tbuf = scratch((size,), x) if is_numpy(x) else None
     y = xp.empty((N, C, geo.OH, geo.OW), dtype=x.dtype, device=dev)
+    shape = None  # the previous block's (images, channels)
     for block in blocks:
         n0, n1, c0, c1 = block
-        xb = _padded_block(xp, x, block, geo.padding, (Hp, Wp), xbuf)
+        new, shape = (n1 - n0, c1 - c0) != shape, (n1 - n0, c1 - c0)
+        xb = _padded_block(xp, x, block, geo.padding, (Hp, Wp), xbuf, new)
         R = (c1 - c0, (n1 - n0) * Hp * Wp)
         acc = xp.reshape(abuf[: R[0] * R[1]], R)
         tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
@@ -402,13 +408,15 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
             dbuf, abuf = scratch((n_most * Sd,), dy), scratch((n_most * Sd,), dy)
             tbuf = scratch((n_most * Sd,), dy) if is_numpy(dy) else None
         dw_blocks = []
+        shape = None  # the previous block's (images, channels)
         for block in blocks:
             n0, n1, c0, c1 = block
-            xb = _padded_block(xp, x, block, (ph, pw), (Hp, Wp), xbuf)
+            new, shape = (n1 - n0, c1 - c0) != shape, (n1 - n0, c1 - c0)
+            xb = _padded_block(xp, x, block, (ph, pw), (Hp, Wp), xbuf, new)
             x_flat = xp.reshape(xb, (c1 - c0, -1))
             length = (n1 - n0 - 1) * S + L
             if correlate:
-                db_ = _padded_block(xp, dy, block, dpad, (Hd, Wd), dbuf)
+                db_ = _padded_block(xp, dy, block, dpad, (Hd, Wd), dbuf, new)
                 d_flat = xp.reshape(db_, (c1 - c0, -1))
                 R = tuple(d_flat.shape)
                 acc = xp.reshape(abuf[: R[0] * R[1]], R)
@@ -421,7 +429,7 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
             if shared:
                 g_flat = d_flat
             else:
-                gb = _padded_block(xp, dy, block, (0, 0), (Hp, Wp), gbuf)
+                gb = _padded_block(xp, dy, block, (0, 0), (Hp, Wp), gbuf, new)
                 g_flat = xp.reshape(gb, (c1 - c0, -1))
             g_run = g_flat[:, start : start + length]
             dots = [
