@@ -203,8 +203,8 @@ def conv2d_backward(
 
 
 class DepthwiseCache(NamedTuple):
-    """A depthwise convolution's cache: the input itself (unpadded), not
-    columns; each kernel pads what it needs, a block at a time."""
+    """A depthwise convolution's cache: the input, not columns; unpadded for
+    the flat shifts (stride 1: they pad a block at a time), else padded."""
 
     x: Any
     w: Any
@@ -306,17 +306,24 @@ def depthwise_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
     of images and channels at a time, padded channel-major, so that the nine
     multiply-adds run in cache over long runs. The same numbers as the
     grouped reference (summed in another order)."""
-    return _depthwise_apply(xp, x, w, b, geo), DepthwiseCache(x, w, b is not None, geo)
+    y, kept = _depthwise_apply(xp, x, w, b, geo)
+    return y, DepthwiseCache(kept, w, b is not None, geo)
 
 
-def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
-    """x (N, C, H, W) unpadded -> y (N, C, OH, OW): the depthwise forward."""
+def _flat_shifts(geo: ConvGeometry) -> bool:
+    """True where the depthwise kernels take flat shifts, a block at a time."""
+    return geo.stride == (1, 1) and geo.N > 0
+
+
+def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
+    """x (N, C, H, W) -> y (N, C, OH, OW), and the input as the backward pass
+    takes it (padded unless in flat shifts): the depthwise forward."""
     from cnnbook.backend import is_numpy
 
     N, C = geo.N, geo.C
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
     dev = device_of(x)
-    if geo.stride != (1, 1) or N == 0:
+    if not _flat_shifts(geo):
         xpad = pad(xp, x, *geo.padding)
         y = xp.zeros((N, C, geo.OH, geo.OW), dtype=x.dtype, device=dev)
         for u in range(geo.KH):
@@ -326,7 +333,7 @@ def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
                 y += xpad[:, :, rows, columns] * k
         if b is not None:
             y += xp.reshape(b, (1, C, 1, 1))
-        return y
+        return y, xpad
     offsets, L, Wp = _flat_taps(geo)
     Hp = geo.H + 2 * geo.padding[0]
     blocks = _image_blocks(N, C, Hp * Wp)
@@ -354,7 +361,7 @@ def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
             xp.add(grid, xp.reshape(b[c0:c1], (1, -1, 1, 1)), out=y[n0:n1, c0:c1, ...])
         else:
             y[n0:n1, c0:c1, ...] = grid + xp.reshape(b[c0:c1], (1, -1, 1, 1))
-    return y
+    return y, x
 
 
 def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
@@ -378,7 +385,7 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
     db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
     dev = device_of(dy)
-    stride_1 = geo.stride == (1, 1) and N > 0
+    stride_1 = _flat_shifts(geo)
     correlate = stride_1 and input_grad and correlation_fits(geo)
     dx = None
     if stride_1:
@@ -442,7 +449,7 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
             dw_t[c0:c1, :] += part
         dw = xp.reshape(dw_t, w.shape)
     else:
-        xpad = pad(xp, x, ph, pw)
+        xpad = x  # padded by the forward pass
         dw_cols = []
         for u in range(geo.KH):
             for v in range(geo.KW):
