@@ -351,16 +351,13 @@ def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
         tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
         length = (n1 - n0 - 1) * Hp * Wp + L
         _tap_sum(xp, xp.reshape(xb, R), taps[c0:c1, :], offsets, length, acc, tmp)
+        if b is not None:  # on the long runs: on the cropped ones it is 5x slower
+            run = acc[:, :length]
+            run += xp.reshape(b[c0:c1], (-1, 1))
         # crop the padded grid (its other positions hold no output) back to
-        # image-major, adding the bias on the way
+        # image-major
         grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hp, Wp))[:, :, : geo.OH, : geo.OW]
-        grid = xp.permute_dims(grid, (1, 0, 2, 3))
-        if b is None:
-            y[n0:n1, c0:c1, ...] = grid
-        elif tmp is not None:
-            xp.add(grid, xp.reshape(b[c0:c1], (1, -1, 1, 1)), out=y[n0:n1, c0:c1, ...])
-        else:
-            y[n0:n1, c0:c1, ...] = grid + xp.reshape(b[c0:c1], (1, -1, 1, 1))
+        y[n0:n1, c0:c1, ...] = xp.permute_dims(grid, (1, 0, 2, 3))
     return y, x
 
 
