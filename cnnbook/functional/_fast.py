@@ -380,7 +380,7 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     N, C = geo.N, geo.C
     (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
-    db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
+    db = None
     dev = device_of(dy)
     stride_1 = _flat_shifts(geo)
     correlate = stride_1 and input_grad and correlation_fits(geo)
@@ -440,12 +440,16 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
                 xp.vecdot(g_run, x_flat[:, off : off + length], axis=-1)
                 for _, off in offsets
             ]
+            dots.append(xp.sum(g_flat, axis=-1))  # db, on the same long runs
             dw_blocks.append((c0, c1, xp.stack(dots, axis=1)))
-        dw_t = xp.zeros((C, geo.KH * geo.KW), dtype=dy.dtype, device=dev)
+        KK = geo.KH * geo.KW
+        dw_t = xp.zeros((C, KK + 1), dtype=dy.dtype, device=dev)
         for c0, c1, part in dw_blocks:
             dw_t[c0:c1, :] += part
-        dw = xp.reshape(dw_t, w.shape)
+        dw = xp.reshape(dw_t[:, :KK], w.shape)
+        db = dw_t[:, KK] if has_bias else None
     else:
+        db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
         xpad = x  # padded by the forward pass
         dw_cols = []
         for u in range(geo.KH):
