@@ -21,9 +21,9 @@ Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
   multiply-add per kernel tap, on contiguous runs of the flattened padded
   image at stride 1, a block of images and channels at a time (in cache),
   padded channel-major so each channel's run spans all the block's images
-  (NumPy pays ~0.1 µs per row of a strided operation). The cache keeps the
-  unpadded input, and dx and dw share one padded dy per block. Grouped ones
-  run one batched product over the groups and the same dx as dense ones.
+  (NumPy pays ~0.1 µs per row of a strided operation); dx, dw and db share
+  one padded dy per block. Grouped ones run one batched product over the
+  groups and the same dx as dense ones.
 - :func:`batch_norm_forward` and :func:`batch_norm_backward` (training) take
   about half the passes over the data of the reference.
 - :func:`max_pool2d_forward` and :func:`max_pool2d_backward` take 2×2 windows
@@ -368,86 +368,19 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     dot product per channel over a contiguous run, a block of images and
     channels at a time (padded channel-major, as the forward). dx at stride
     1 is the depthwise forward pass of dy with the kernel turned by 180° (as
-    :func:`input_grad_correlate`), on the same blocks; its padded dy serves
-    dw too where it has the padded input's shape ('same' padding);
-    otherwise dy · w[c, u, v] is added into each tap's window of a padded
-    zero array."""
-    from cnnbook.backend import is_numpy
-
+    :func:`input_grad_correlate`), on the same blocks; otherwise dy · w[c, u,
+    v] is added into each tap's window of a padded zero array."""
     x, w, has_bias, geo = cache
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
     N, C = geo.N, geo.C
-    (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
-    taps = xp.reshape(w, (C, geo.KH * geo.KW))
-    db = None
+    ph, pw = geo.padding
     dev = device_of(dy)
-    stride_1 = _flat_shifts(geo)
-    correlate = stride_1 and input_grad and correlation_fits(geo)
     dx = None
-    if stride_1:
-        offsets, L, Wp = _flat_taps(geo)
-        Hp = geo.H + 2 * ph
-        S = Hp * Wp  # a padded image's elements
-        if correlate:
-            # dx = the forward of dy padded by d·(K − 1) − p, kernel turned
-            dpad = (dil_h * (geo.KH - 1) - ph, dil_w * (geo.KW - 1) - pw)
-            turned = xp.reshape(xp.flip(w, axis=(2, 3)), (C, -1))
-            _, dgeo = conv.geometry(
-                "conv2d_backward", dy, w, None, 1, dpad, geo.dilation, C
-            )
-            d_offsets, d_L, Wd = _flat_taps(dgeo)
-            Hd = geo.OH + 2 * dpad[0]
-            Sd = Hd * Wd
-            dx = xp.empty((N, C, geo.H, geo.W), dtype=dy.dtype, device=dev)
-        # dy on the padded input's grid: the padded dy itself where it has
-        # that shape, read from (dpad) on; else dy at (0, 0) of a zero grid
-        shared = correlate and (Hd, Wd) == (Hp, Wp)
-        start = dpad[0] * Wp + dpad[1] if shared else 0
-        blocks = _image_blocks(N, C, max(S, Sd) if correlate else S)
-        n_most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks)
-        xbuf = scratch((n_most * S,), dy)
-        gbuf = None if shared else scratch((n_most * S,), dy)
-        if correlate:
-            dbuf, abuf = scratch((n_most * Sd,), dy), scratch((n_most * Sd,), dy)
-            tbuf = scratch((n_most * Sd,), dy) if is_numpy(dy) else None
-        dw_blocks = []
-        shape = None  # the previous block's (images, channels)
-        for block in blocks:
-            n0, n1, c0, c1 = block
-            new, shape = (n1 - n0, c1 - c0) != shape, (n1 - n0, c1 - c0)
-            xb = _padded_block(xp, x, block, (ph, pw), (Hp, Wp), xbuf, new)
-            x_flat = xp.reshape(xb, (c1 - c0, -1))
-            length = (n1 - n0 - 1) * S + L
-            if correlate:
-                db_ = _padded_block(xp, dy, block, dpad, (Hd, Wd), dbuf, new)
-                d_flat = xp.reshape(db_, (c1 - c0, -1))
-                R = tuple(d_flat.shape)
-                acc = xp.reshape(abuf[: R[0] * R[1]], R)
-                tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
-                d_length = (n1 - n0 - 1) * Sd + d_L
-                _tap_sum(xp, d_flat, turned[c0:c1, :], d_offsets, d_length, acc, tmp)
-                grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hd, Wd))
-                grid = grid[:, :, : geo.H, : geo.W]
-                dx[n0:n1, c0:c1, ...] = xp.permute_dims(grid, (1, 0, 2, 3))
-            if shared:
-                g_flat = d_flat
-            else:
-                gb = _padded_block(xp, dy, block, (0, 0), (Hp, Wp), gbuf, new)
-                g_flat = xp.reshape(gb, (c1 - c0, -1))
-            g_run = g_flat[:, start : start + length]
-            dots = [
-                xp.vecdot(g_run, x_flat[:, off : off + length], axis=-1)
-                for _, off in offsets
-            ]
-            dots.append(xp.sum(g_flat, axis=-1))  # db, on the same long runs
-            dw_blocks.append((c0, c1, xp.stack(dots, axis=1)))
-        KK = geo.KH * geo.KW
-        dw_t = xp.zeros((C, KK + 1), dtype=dy.dtype, device=dev)
-        for c0, c1, part in dw_blocks:
-            dw_t[c0:c1, :] += part
-        dw = xp.reshape(dw_t[:, :KK], w.shape)
-        db = dw_t[:, KK] if has_bias else None
+    if _flat_shifts(geo):
+        correlate = input_grad and correlation_fits(geo)
+        dx, dw, db = _depthwise_backward_flat(xp, dy, x, w, geo, correlate)
+        db = db if has_bias else None
     else:
         db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
         xpad = x  # padded by the forward pass
@@ -460,6 +393,7 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
         dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
     if not input_grad or dx is not None:
         return dx, dw, db
+    taps = xp.reshape(w, (C, geo.KH * geo.KW))
     dxpad = xp.zeros((N, C, geo.H + 2 * ph, geo.W + 2 * pw), dtype=dy.dtype, device=dev)
     for u in range(geo.KH):
         for v in range(geo.KW):
@@ -467,6 +401,79 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
             k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
             dxpad[:, :, rows, columns] += dy * k
     return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], dw, db
+
+
+def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
+    """Stride 1, x unpadded -> dx (or None unless ``correlate``), dw, db by
+    flat shifts, a block of images and channels at a time: each block pads x
+    and dy channel-major; dx is the block's forward pass of dy padded by
+    d·(K − 1) − p with the kernel turned; dw and db are dot products and
+    sums over each channel's run of dy, on the padded dy itself where it has
+    the padded input's shape ('same' padding), else on dy at (0, 0) of a
+    zero grid of that shape."""
+    from cnnbook.backend import is_numpy
+
+    N, C, KK = geo.N, geo.C, geo.KH * geo.KW
+    (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
+    dev = device_of(dy)
+    offsets, L, Wp = _flat_taps(geo)
+    Hp = geo.H + 2 * ph
+    S = Hp * Wp  # a padded image's elements
+    dx = None
+    if correlate:
+        dpad = (dil_h * (geo.KH - 1) - ph, dil_w * (geo.KW - 1) - pw)
+        turned = xp.reshape(xp.flip(w, axis=(2, 3)), (C, KK))
+        _, dgeo = conv.geometry(
+            "conv2d_backward", dy, w, None, 1, dpad, geo.dilation, C
+        )
+        d_offsets, d_L, Wd = _flat_taps(dgeo)
+        Hd = geo.OH + 2 * dpad[0]
+        Sd = Hd * Wd
+        dx = xp.empty((N, C, geo.H, geo.W), dtype=dy.dtype, device=dev)
+    shared = correlate and (Hd, Wd) == (Hp, Wp)
+    start = dpad[0] * Wp + dpad[1] if shared else 0  # dy's first run in its grid
+    blocks = _image_blocks(N, C, max(S, Sd) if correlate else S)
+    most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks)
+    xbuf = scratch((most * S,), dy)
+    gbuf = None if shared else scratch((most * S,), dy)
+    if correlate:
+        dbuf, abuf = scratch((most * Sd,), dy), scratch((most * Sd,), dy)
+        tbuf = scratch((most * Sd,), dy) if is_numpy(dy) else None
+    parts = []  # (c0, c1, (cb, KK + 1): dw's taps then db)
+    shape = None  # the previous block's (images, channels)
+    for block in blocks:
+        n0, n1, c0, c1 = block
+        new, shape = (n1 - n0, c1 - c0) != shape, (n1 - n0, c1 - c0)
+        xb = _padded_block(xp, x, block, (ph, pw), (Hp, Wp), xbuf, new)
+        x_flat = xp.reshape(xb, (c1 - c0, -1))
+        length = (n1 - n0 - 1) * S + L
+        if correlate:
+            d_flat = xp.reshape(
+                _padded_block(xp, dy, block, dpad, (Hd, Wd), dbuf, new), (c1 - c0, -1)
+            )
+            R = tuple(d_flat.shape)
+            acc = xp.reshape(abuf[: R[0] * R[1]], R)
+            tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+            d_length = (n1 - n0 - 1) * Sd + d_L
+            _tap_sum(xp, d_flat, turned[c0:c1, :], d_offsets, d_length, acc, tmp)
+            grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hd, Wd))[:, :, : geo.H, : geo.W]
+            dx[n0:n1, c0:c1, ...] = xp.permute_dims(grid, (1, 0, 2, 3))
+        if shared:
+            g_flat = d_flat
+        else:
+            gb = _padded_block(xp, dy, block, (0, 0), (Hp, Wp), gbuf, new)
+            g_flat = xp.reshape(gb, (c1 - c0, -1))
+        g_run = g_flat[:, start : start + length]
+        sums = [
+            xp.vecdot(g_run, x_flat[:, off : off + length], axis=-1)
+            for _, off in offsets
+        ]
+        sums.append(xp.sum(g_flat, axis=-1))  # db (the grid's other entries: 0)
+        parts.append((c0, c1, xp.stack(sums, axis=1)))
+    dw_db = xp.zeros((C, KK + 1), dtype=dy.dtype, device=dev)
+    for c0, c1, part in parts:
+        dw_db[c0:c1, :] += part
+    return dx, xp.reshape(dw_db[:, :KK], w.shape), dw_db[:, KK]
 
 
 # The correlation's product has C rows: below this many input channels it
