@@ -560,3 +560,13 @@ def test_depthwise_dx_grid_unlike_the_input_grid(backend, monkeypatch, case, blo
     monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
     got, want = _conv_both(backend, case)
     _assert_same(got, want, 1e-11)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-11), (np.float32, 2e-4)])
+def test_depthwise_mobilenet_width_in_several_blocks(backend, monkeypatch, dtype, tol):
+    """MobileNet's 32-channel 56 px layer fits one block of the default size
+    with two images; at 2^14 elements it takes 16 blocks of two channels."""
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", 1 << 14)
+    case = GROUPED_CASES["depthwise, 32 ch 56 px"]
+    got, want = _conv_both(backend, case, dtype=dtype)
+    _assert_same(got, want, tol)
