@@ -549,3 +549,37 @@ def test_fast_batch_norm_bad_arguments_as_reference(backend, shape, C, momentum,
         except ValueError as err:
             results.append(("error", str(err)))
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("block", [100, 2 * 72, 2 * 3 * 72])
+def test_depthwise_in_blocks_of_images_and_channels(backend, monkeypatch, block):
+    """Blocks split the channels too: one image and one channel per block;
+    two images (the last block shorter) and one channel; all three images
+    and two channels (72: one padded 9 × 8 image)."""
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
+    got, want = _conv_both(backend, GROUPED_CASES["depthwise, stride 1"])
+    _assert_same(got, want, 1e-11)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [((2, 3, 7, 6), (3, 1, 3, 3), 1, 0, 1, True, 3),
+     ((2, 3, 9, 6), (3, 1, 3, 2), 1, (1, 0), (2, 1), False, 3)],
+)  # fmt: skip
+@pytest.mark.parametrize("block", [1, 1 << 20])
+def test_depthwise_dx_grid_unlike_the_input_grid(backend, monkeypatch, case, block):
+    """Padding other than 'same': dy padded for dx has another shape than the
+    padded input, so dw takes dy on a grid of its own."""
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
+    got, want = _conv_both(backend, case)
+    _assert_same(got, want, 1e-11)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-11), (np.float32, 2e-4)])
+def test_depthwise_mobilenet_width_in_several_blocks(backend, monkeypatch, dtype, tol):
+    """MobileNet's 32-channel 56 px layer fits one block of the default size
+    with two images; at 2^14 elements it takes 16 blocks of two channels."""
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", 1 << 14)
+    case = GROUPED_CASES["depthwise, 32 ch 56 px"]
+    got, want = _conv_both(backend, case, dtype=dtype)
+    _assert_same(got, want, tol)
