@@ -217,7 +217,7 @@ GROUPED_CASES = {
     "depthwise, stride (1, 2) (windows)": (
         (1, 3, 7, 9), (3, 1, 3, 3), (1, 2), 1, 1, False, 3,
     ),
-    # MobileNet's depthwise layer at its real width (several blocks of images)
+    # MobileNet's depthwise layer at its real width (one block at the default size)
     "depthwise, 32 ch 56 px": ((2, 32, 56, 56), (32, 1, 3, 3), 1, 1, 1, True, 32),
     # grouped: batched products over the groups
     "grouped, stride 1 (correlation)": ((2, 6, 7, 7), (4, 3, 3, 3), 1, 1, 1, True, 2),
