@@ -19,6 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from cnnbook import models
 from experiments import runner as R
@@ -170,28 +171,29 @@ def main(argv: Sequence[str] | None = None) -> dict:
         zip(("train", "val", "test"), (len(d[1]) for d in data), strict=True)
     )
     grid_jobs = [
-        (n, lr, s) for n in NETS for lr in CONFIG["lr_grid"] for s in args.grid_seeds
+        (f"grid: {n}, lr {lr}, seed {s}", partial(run_one, n, lr, s, data, test=False))
+        for n in NETS
+        for lr in CONFIG["lr_grid"]
+        for s in args.grid_seeds
     ]
     t0 = time.perf_counter()
     total = len(grid_jobs) + len(NETS) * len(args.seeds)
     with R.progress_bar(total, NAME, not args.no_progress) as bar:
-        grid = []
-        for net_name, lr, seed in grid_jobs:
-            bar.set_postfix_str(f"grid: {net_name}, lr {lr}, seed {seed}")
-            grid.append(run_one(net_name, lr, seed, data, test=False))
-            bar.update(1)
+        grid = R.run_jobs(bar, grid_jobs)
         chosen, mean_val_loss = {}, {}
         for net_name in NETS:
             chosen[net_name], mean_val_loss[net_name] = choose(grid, net_name)
         chosen_by = {n: "given" if n in given else "validation" for n in NETS}
         chosen.update(given)
-        runs = []
-        for net_name in NETS:
-            for seed in args.seeds:
-                lr = chosen[net_name]
-                bar.set_postfix_str(f"{net_name}, lr {lr}, seed {seed}")
-                runs.append(run_one(net_name, lr, seed, data, test=True))
-                bar.update(1)
+        reported = [
+            (
+                f"{n}, lr {chosen[n]}, seed {s}",
+                partial(run_one, n, chosen[n], s, data, test=True),
+            )
+            for n in NETS
+            for s in args.seeds
+        ]
+        runs = R.run_jobs(bar, reported)
     result["grid"] = grid
     result["grid_mean_final_val_loss"] = {
         n: {str(lr): v for lr, v in m.items()} for n, m in mean_val_loss.items()
@@ -200,18 +202,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result["chosen_by"] = chosen_by
     result["runs"] = runs
     result["summary"] = summarise(runs, CONFIG["epochs"])
-    result["wall_seconds"] = time.perf_counter() - t0
-    R.write_result(args.out, result)
-    for net_name, s in result["summary"].items():
-        curve = s["train_loss_per_epoch"]
-        print(
-            f"{net_name:6s} lr {s['lr']}: train loss epoch 1 {R.fmt(curve[0])}, "
-            f"last {R.fmt(curve[-1], 4)}; first epoch < "
-            f"{CONFIG['loss_threshold']}: {R.fmt(s['first_epoch_below'], 1)}; "
-            f"test acc {R.fmt(s['test_accuracy'], 1, 100)} %"
-        )
-    print(f"wrote {args.out} ({result['wall_seconds']:.0f} s)")
-    return result
+    lines = [
+        f"{net_name:6s} lr {s['lr']}: train loss epoch 1 "
+        f"{R.fmt(s['train_loss_per_epoch'][0])}, "
+        f"last {R.fmt(s['train_loss_per_epoch'][-1], 4)}; first epoch < "
+        f"{CONFIG['loss_threshold']}: {R.fmt(s['first_epoch_below'], 1)}; "
+        f"test acc {R.fmt(s['test_accuracy'], 1, 100)} %"
+        for net_name, s in result["summary"].items()
+    ]
+    return R.finish(args.out, result, t0, lines)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ and ResNet-56 below ResNet-20.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from cnnbook import models
 from experiments import runner as R
@@ -140,40 +140,29 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = R.parser(NAME, __doc__, SEEDS).parse_args(argv)
-    result = R.start(NAME, argv, args.seeds)
-    result["config"] = CONFIG
-    data = R.splits()
+    args, result, data = R.begin(NAME, __doc__, SEEDS, CONFIG, argv)
     result["split_sizes"] = {
         k: len(d[1]) for k, d in zip(("train", "val", "test"), data, strict=True)
     }
     jobs = [
-        (k, b, s)
+        (f"{k}, {b} blocks/stage, seed {s}", partial(run_one, k, b, s, data))
         for s in args.seeds
         for b in CONFIG["blocks_per_stage"]
         for k in ("plain", "residual")
     ]
     t0 = time.perf_counter()
-    runs = []
     with R.progress_bar(len(jobs), NAME, not args.no_progress) as bar:
-        for kind, blocks, seed in jobs:
-            bar.set_postfix_str(f"{kind}, {blocks} blocks/stage, seed {seed}")
-            runs.append(run_one(kind, blocks, seed, data))
-            bar.update(1)
+        runs = R.run_jobs(bar, jobs)
     result["runs"] = runs
     result["summary"] = summarise(runs)
-    result["wall_seconds"] = time.perf_counter() - t0
-    R.write_result(args.out, result)
-    for name, s in result["summary"]["networks"].items():
-        print(
-            f"{name:12s} train loss {R.fmt(s['final_train_loss'], 4)}  "
-            f"train error {R.fmt(s['final_train_error'], 2, 100)} %  "
-            f"epochs {R.fmt(s['epochs'], 0)}  test acc "
-            f"{R.fmt(s['test_accuracy'], 1, 100)} %"
-        )
-    print(f"wrote {args.out} ({result['wall_seconds']:.0f} s)")
-    return result
+    lines = [
+        f"{name:12s} train loss {R.fmt(s['final_train_loss'], 4)}  "
+        f"train error {R.fmt(s['final_train_error'], 2, 100)} %  "
+        f"epochs {R.fmt(s['epochs'], 0)}  test acc "
+        f"{R.fmt(s['test_accuracy'], 1, 100)} %"
+        for name, s in result["summary"]["networks"].items()
+    ]
+    return R.finish(args.out, result, t0, lines)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ the chosen strength of each remedy.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
@@ -169,11 +169,7 @@ def summarise(runs: list[dict], chosen: dict[str, str]) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = R.parser(NAME, __doc__, SEEDS).parse_args(argv)
-    result = R.start(NAME, argv, args.seeds)
-    result["config"] = CONFIG
-    data = R.splits()
+    args, result, data = R.begin(NAME, __doc__, SEEDS, CONFIG, argv)
     result["split_sizes"] = {
         "train": CONFIG["per_class"] * 10,
         "train_pool": len(data[0][1]),
@@ -181,20 +177,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "test": len(data[2][1]),
     }
     jobs = [
-        (remedy, s, seed)
-        for remedy, settings in CONFIG["grid"].items()
+        (f"{label(s)}, seed {seed}", partial(run_one, s, seed, data))
+        for settings in CONFIG["grid"].values()
         for s in settings
         for seed in args.seeds
     ]
     t0 = time.perf_counter()
-    runs, nets = [], {}
     with R.progress_bar(len(jobs), NAME, not args.no_progress) as bar:
-        for _, setting, seed in jobs:
-            bar.set_postfix_str(f"{label(setting)}, seed {seed}")
-            record, net = run_one(setting, seed, data)
-            runs.append(record)
-            nets[record["setting"], seed] = net
-            bar.update(1)
+        done = R.run_jobs(bar, jobs)  # (record, trained model) per job
+    runs = [record for record, _ in done]
+    nets = {(record["setting"], record["seed"]): net for record, net in done}
     chosen = {
         remedy: choose(runs, [label(s) for s in settings])
         for remedy, settings in CONFIG["grid"].items()
@@ -206,18 +198,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result["chosen"] = chosen
     result["runs"] = runs
     result["summary"] = summarise(runs, chosen)
-    result["wall_seconds"] = time.perf_counter() - t0
-    R.write_result(args.out, result)
-    for remedy, s in result["summary"]["chosen"].items():
-        print(
-            f"{remedy:13s} {s['setting']:20s} train acc "
-            f"{R.fmt(s['train_accuracy'], 1, 100)} %  val acc "
-            f"{R.fmt(s['val_accuracy'], 1, 100)} %  test acc "
-            f"{R.fmt(s['test_accuracy'], 1, 100)} %  vs none "
-            f"{R.fmt(s['test_accuracy_minus_none'], 1, 100)} points"
-        )
-    print(f"wrote {args.out} ({result['wall_seconds']:.0f} s)")
-    return result
+    lines = [
+        f"{remedy:13s} {s['setting']:20s} train acc "
+        f"{R.fmt(s['train_accuracy'], 1, 100)} %  val acc "
+        f"{R.fmt(s['val_accuracy'], 1, 100)} %  test acc "
+        f"{R.fmt(s['test_accuracy'], 1, 100)} %  vs none "
+        f"{R.fmt(s['test_accuracy_minus_none'], 1, 100)} points"
+        for remedy, s in result["summary"]["chosen"].items()
+    ]
+    return R.finish(args.out, result, t0, lines)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -365,6 +366,42 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="run", disable=not enabled)
+
+
+def begin(
+    name: str, doc: str, seeds: Sequence[int], config: dict, argv: Any = None
+) -> tuple[argparse.Namespace, dict, tuple[Arrays, Arrays, Arrays]]:
+    """What an experiment's ``main`` starts with: its command line (``argv``,
+    default ``sys.argv[1:]``) parsed by :func:`parser`, the result record begun
+    by :func:`start` with ``config``, and the data -> (args, result, data)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser(name, doc, seeds).parse_args(argv)
+    result = start(name, argv, seeds=args.seeds)
+    result["config"] = config
+    return args, result, splits()
+
+
+def finish(out: Path, result: dict, t0: float, lines: Sequence[str]) -> dict:
+    """What an experiment's ``main`` ends with: the wall time since ``t0`` in
+    the result, the result written to ``out``, then ``lines`` (its summary)
+    and where it went printed."""
+    result["wall_seconds"] = time.perf_counter() - t0
+    write_result(out, result)
+    for line in lines:
+        print(line)
+    print(f"wrote {out} ({result['wall_seconds']:.0f} s)")
+    return result
+
+
+def run_jobs(bar: Any, jobs: Sequence[tuple[str, Callable[[], Any]]]) -> list:
+    """Run each job, in order, under the progress bar -> their results. A job is
+    (what the bar shows while it runs, a function of no arguments that runs it)."""
+    results = []
+    for what, job in jobs:
+        bar.set_postfix_str(what)
+        results.append(job())
+        bar.update(1)
+    return results
 
 
 def start(name: str, argv: Sequence[str], seeds: Sequence[int]) -> dict:

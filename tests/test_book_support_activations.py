@@ -1,5 +1,5 @@
 """The chapter companion cnnbook_book.activations: curves, composed linear
-maps, deep random networks, dying ReLUs, and the explorer's drawing code."""
+maps, deep random networks, and the explorer's drawing code."""
 
 from __future__ import annotations
 
@@ -171,37 +171,6 @@ def test_standardized_digits():
     X, y = A.standardized_digits(100)
     assert X.shape == (100, 64) and y.shape == (100,)
     assert np.abs(X.mean(axis=0)).max() < 1e-12
-
-
-def test_dead_fraction(backend):
-    h = backend.asarray(np.array([[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 3.0]]))
-    assert A.dead_fraction(h) == 0.5
-
-
-def test_two_layer_step_gradients_and_dead_units(backend):
-    rng = np.random.default_rng(0)
-    x = np.abs(rng.normal(size=(8, 5)))
-    y = rng.integers(0, 3, size=8)
-    params = [rng.normal(size=(6, 5)), rng.normal(size=6) - 0.5, None, np.zeros(3)]
-    params[2] = rng.normal(size=(3, 6))
-    params[1][:2] = -100.0  # units 0 and 1 are dead on every input
-    dev = [backend.asarray(p) for p in params]
-    new, grads, loss = A.two_layer_step(
-        backend.asarray(x), backend.asarray(y), dev, 0.1
-    )
-    g = [backend.to_numpy(d) for d in grads]
-    assert np.all(g[0][:2] == 0) and np.all(g[1][:2] == 0)
-    np.testing.assert_allclose(
-        backend.to_numpy(new[0]), params[0] - 0.1 * g[0], rtol=1e-12
-    )
-
-    def loss_of_w1(w1):
-        return A.two_layer_step(x, y, [w1, *params[1:]], 0.0)[2]
-
-    assert rel_error(g[0], numerical_gradient(loss_of_w1, params[0])) < 1e-6
-    assert loss == pytest.approx(loss_of_w1(params[0]), rel=1e-12)
-    _, leaky, _ = A.two_layer_step(x, y, params, 0.1, "leaky_relu")
-    assert np.all(np.abs(leaky[0][:2]).sum(axis=1) > 0)
 
 
 def test_draw_state_and_static_animation():

@@ -101,27 +101,6 @@ def test_unknown_optimizer_is_named():
         E.trajectory("ravine", "lion", 0.1)
 
 
-def test_confusion_matrix_counts_and_shapes():
-    t = np.array([0, 0, 1, 2, 2, 2])
-    p = np.array([0, 1, 1, 2, 0, 2])
-    cm = E.confusion_matrix(t, p, 3)
-    assert cm.sum() == 6 and np.trace(cm) == 4
-    assert cm[0, 1] == 1 and cm[2, 0] == 1
-    with pytest.raises(ValueError, match="shapes differ"):
-        E.confusion_matrix(t, p[:-1], 3)
-
-
-def test_most_confident_mistakes_orders_by_confidence(backend):
-    probs = backend.asarray(
-        np.array([[0.1, 0.9], [0.95, 0.05], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
-    )
-    y = backend.asarray(np.array([1, 1, 0, 0, 0]), dtype=np.int64)
-    idx, pred, conf = E.most_confident_mistakes(probs, y, k=10)
-    assert idx.tolist() == [1, 4, 2]
-    assert pred.tolist() == [0, 1, 1]
-    assert np.allclose(conf, [0.95, 0.8, 0.7])
-
-
 def test_plots_return_figures(rng):
     figs = [
         E.plot_trajectories("rosenbrock", {"a": np.zeros((3, 2))}).figure,

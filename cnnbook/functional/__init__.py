@@ -10,6 +10,15 @@ chapters show; ``cnnbook.functional._fast`` holds the faster kernels the layers
 run, tested equal to them.
 """
 
+from cnnbook.functional import (  # the modules, for their __all__
+    activation,
+    conv,
+    dropout,
+    linear,
+    loss,
+    norm,
+    pool,
+)
 from cnnbook.functional.activation import (
     elu_backward,
     elu_forward,
@@ -65,51 +74,15 @@ from cnnbook.functional.pool import (
     max_pool2d_indices,
 )
 
-__all__ = [
-    "adaptive_avg_pool2d_backward",
-    "adaptive_avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "avg_pool2d_forward",
-    "batch_norm_backward",
-    "batch_norm_forward",
-    "col2im",
-    "conv2d_backward",
-    "conv2d_forward",
-    "conv2d_naive",
-    "conv_output_size",
-    "conv_transpose2d_backward",
-    "conv_transpose2d_forward",
-    "dropout_backward",
-    "dropout_forward",
-    "elu_backward",
-    "elu_forward",
-    "erf",
-    "gelu_backward",
-    "gelu_forward",
-    "global_avg_pool2d_backward",
-    "global_avg_pool2d_forward",
-    "group_norm_backward",
-    "group_norm_forward",
-    "im2col",
-    "layer_norm_backward",
-    "layer_norm_forward",
-    "leaky_relu_backward",
-    "leaky_relu_forward",
-    "linear_backward",
-    "linear_forward",
-    "log_softmax",
-    "max_pool2d_backward",
-    "max_pool2d_forward",
-    "max_pool2d_indices",
-    "mse_loss",
-    "relu_backward",
-    "relu_forward",
-    "sigmoid_backward",
-    "sigmoid_forward",
-    "silu_backward",
-    "silu_forward",
-    "softmax",
-    "softmax_cross_entropy",
-    "tanh_backward",
-    "tanh_forward",
-]
+# Everything the modules above export, in one sorted list.
+__all__ = sorted(
+    [
+        *activation.__all__,
+        *conv.__all__,
+        *dropout.__all__,
+        *linear.__all__,
+        *loss.__all__,
+        *norm.__all__,
+        *pool.__all__,
+    ]
+)

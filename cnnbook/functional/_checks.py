@@ -120,3 +120,36 @@ def axis(op: str, name: str, value: Any, ndim: int) -> int:
     if not -max(ndim, 1) <= value < max(ndim, 1):
         raise ValueError(f"{op}: {name}={value} is out of range for a {ndim}-D input")
     return int(value) % max(ndim, 1)
+
+
+def conv_inputs(
+    op: str, x: Any, w: Any, b: Any, groups: Any, x_layout: str, w_layout: str
+) -> tuple[Any, int]:
+    """The arrays of a (transposed) convolution -> (namespace, groups): x and w
+    4-D floating point (laid out as ``x_layout``, ``w_layout`` say), b
+    optional, groups a positive int."""
+    xp = float_inputs(op, x=x, w=w, b=b)
+    ndim(op, "x", x, (4,), x_layout)
+    ndim(op, "w", w, (4,), w_layout)
+    if isinstance(groups, bool) or not hasattr(groups, "__index__") or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    return xp, int(groups)
+
+
+def channels(op: str, x: Any, w: Any, expected: int, layout: str) -> None:
+    """x (N, C, H, W) must have the ``expected`` channels that w (described by
+    ``layout``) takes."""
+    if x.shape[1] != expected:
+        raise ValueError(
+            f"{op}: x has {x.shape[1]} channels (x shape {tuple(x.shape)}) but w "
+            f"expects {expected} (w shape {tuple(w.shape)}, {layout})"
+        )
+
+
+def bias(op: str, b: Any, size: int, w: Any) -> None:
+    """An optional bias b must have shape (size,), one value per filter of w."""
+    if b is not None and tuple(b.shape) != (size,):
+        raise ValueError(
+            f"{op}: b must have shape ({size},) to match w {tuple(w.shape)}, "
+            f"got {tuple(b.shape)}"
+        )

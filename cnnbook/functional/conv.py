@@ -99,29 +99,18 @@ def geometry(
     op: str, x: Any, w: Any, b: Any, stride, padding, dilation, groups=1
 ) -> tuple[Any, ConvGeometry]:
     """Check the arguments of a convolution -> (array namespace, geometry)."""
-    xp = _checks.float_inputs(op, x=x, w=w, b=b)
-    _checks.ndim(op, "x", x, (4,), "4-D (N, C, H, W)")
-    _checks.ndim(op, "w", w, (4,), "4-D (F, C/groups, KH, KW)")
+    xp, G = _checks.conv_inputs(
+        op, x, w, b, groups, "4-D (N, C, H, W)", "4-D (F, C/groups, KH, KW)"
+    )
     N, C, H, W = x.shape
     F, Cw, KH, KW = w.shape
-    if isinstance(groups, bool) or not hasattr(groups, "__index__") or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    G = int(groups)
     if C % G or F % G:
         raise ValueError(
             f"{op}: groups={G} must divide the {C} input channels (x shape "
             f"{tuple(x.shape)}) and the {F} filters (w shape {tuple(w.shape)})"
         )
-    if C != Cw * G:
-        raise ValueError(
-            f"{op}: x has {C} channels (x shape {tuple(x.shape)}) but w expects "
-            f"{Cw * G} (w shape {tuple(w.shape)}, groups={G})"
-        )
-    if b is not None and tuple(b.shape) != (F,):
-        raise ValueError(
-            f"{op}: b must have shape ({F},) to match w {tuple(w.shape)}, "
-            f"got {tuple(b.shape)}"
-        )
+    _checks.channels(op, x, w, Cw * G, f"groups={G}")
+    _checks.bias(op, b, F, w)
     s = _checks.pair(op, "stride", stride, 1)
     d = _checks.pair(op, "dilation", dilation, 1)
     if KH < 1 or KW < 1:
@@ -312,30 +301,19 @@ def conv_transpose2d_forward(
     ``conv_transpose2d`` (weight layout (C_in, C_out/groups, KH, KW)).
     """
     op = "conv_transpose2d_forward"
-    xp = _checks.float_inputs(op, x=x, w=w, b=b)
-    _checks.ndim(op, "x", x, (4,), "4-D (N, C_in, H, W)")
-    _checks.ndim(op, "w", w, (4,), "4-D (C_in, C_out/groups, KH, KW)")
+    xp, G = _checks.conv_inputs(
+        op, x, w, b, groups, "4-D (N, C_in, H, W)", "4-D (C_in, C_out/groups, KH, KW)"
+    )
     N, C_in, H, W = x.shape
     Cw, C_out_g, KH, KW = w.shape
-    if isinstance(groups, bool) or not hasattr(groups, "__index__") or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    G = int(groups)
     C_out = C_out_g * G
-    if C_in != Cw:
-        raise ValueError(
-            f"{op}: x has {C_in} channels (x shape {tuple(x.shape)}) but w expects "
-            f"{Cw} (w shape {tuple(w.shape)}, (C_in, C_out/groups, KH, KW))"
-        )
+    _checks.channels(op, x, w, Cw, "(C_in, C_out/groups, KH, KW)")
     if C_in % G:
         raise ValueError(
             f"{op}: groups={G} must divide the {C_in} input channels (x shape "
             f"{tuple(x.shape)})"
         )
-    if b is not None and tuple(b.shape) != (C_out,):
-        raise ValueError(
-            f"{op}: b must have shape ({C_out},) to match w {tuple(w.shape)}, "
-            f"got {tuple(b.shape)}"
-        )
+    _checks.bias(op, b, C_out, w)
     s = _checks.pair(op, "stride", stride, 1)
     p = _checks.pair(op, "padding", padding, 0)
     d = _checks.pair(op, "dilation", dilation, 1)

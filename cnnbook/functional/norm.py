@@ -154,6 +154,23 @@ def _normalize_backward(xp: Any, dxhat: Any, xhat: Any, inv_std: Any, axes):
     return inv_std * (dxhat - mean_d - xhat * mean_dx)
 
 
+def _affine_backward(
+    op: str, dy: Any, xhat: Any, weight: Any, shape: tuple[int, ...]
+) -> tuple[Any, Any]:
+    """Check dy (``shape``) -> (namespace, dx̂ = dy·weight, or dy without one)."""
+    xp = _checks.float_inputs(op, dy=dy, xhat=xhat)
+    _checks.grad_shape(op, dy, shape)
+    return xp, (dy * weight if weight is not None else dy)
+
+
+def _affine_grads(xp, dx, dy, xhat, weight, axes) -> tuple[Any, Any, Any]:
+    """(dx, dweight = Σ dy·x̂, dbias = Σ dy) over ``axes``; (dx, None, None)
+    without the affine part."""
+    if weight is None:
+        return dx, None, None
+    return dx, xp.sum(dy * xhat, axis=axes), xp.sum(dy, axis=axes)
+
+
 def _affine_checks(op, weight, bias, shape):
     for name, v in (("weight", weight), ("bias", bias)):
         if v is not None and tuple(v.shape) != tuple(shape):
@@ -194,14 +211,9 @@ def layer_norm_forward(
 def layer_norm_backward(dy: Any, cache: NormCache) -> tuple[Any, Any, Any]:
     """dy (shape of x) -> dx, dweight, dbias (None without them)."""
     xhat, inv_std, weight, axes, shape, lead, _ = cache
-    op = "layer_norm_backward"
-    xp = _checks.float_inputs(op, dy=dy, xhat=xhat)
-    _checks.grad_shape(op, dy, shape)
-    dxhat = dy * weight if weight is not None else dy
+    xp, dxhat = _affine_backward("layer_norm_backward", dy, xhat, weight, shape)
     dx = _normalize_backward(xp, dxhat, xhat, inv_std, axes)
-    if weight is None:
-        return dx, None, None
-    return dx, xp.sum(dy * xhat, axis=lead), xp.sum(dy, axis=lead)
+    return _affine_grads(xp, dx, dy, xhat, weight, lead)
 
 
 def group_norm_forward(
@@ -241,15 +253,10 @@ def group_norm_forward(
 def group_norm_backward(dy: Any, cache: NormCache) -> tuple[Any, Any, Any]:
     """dy (shape of x) -> dx, dweight (C,), dbias (C,) (None without them)."""
     xhat_g, inv_std, w, axes, shape, param_axes, _ = cache
-    op = "group_norm_backward"
-    xp = _checks.float_inputs(op, dy=dy, xhat=xhat_g)
-    _checks.grad_shape(op, dy, shape)
-    dxhat = dy * w if w is not None else dy
+    xp, dxhat = _affine_backward("group_norm_backward", dy, xhat_g, w, shape)
     dx_g = _normalize_backward(
         xp, xp.reshape(dxhat, tuple(xhat_g.shape)), xhat_g, inv_std, axes
     )
     dx = xp.reshape(dx_g, shape)
-    if w is None:
-        return dx, None, None
     xhat = xp.reshape(xhat_g, shape)
-    return dx, xp.sum(dy * xhat, axis=param_axes), xp.sum(dy, axis=param_axes)
+    return _affine_grads(xp, dx, dy, xhat, w, param_axes)

@@ -94,7 +94,65 @@ def _check_real(layer: str, name: str, value: Any, low: float, high: float) -> f
     return v
 
 
-class Conv2d(Module):
+def _check_groups(layer: str, groups: Any, in_channels: int, out_channels: int):
+    """``groups`` a positive int that divides both channel counts."""
+    _check_sizes(layer, groups=groups)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"{layer}: groups={groups} must divide in_channels={in_channels} "
+            f"and out_channels={out_channels}"
+        )
+
+
+class _Weighted(Module):
+    """A layer with a ``weight`` and an optional ``bias`` (Linear, Conv2d,
+    ConvTranspose2d): the functional pair ``_forward_op(x, w, b, *settings)``
+    / ``_backward_op(dy, cache)``, defined by each, called with the layer's
+    settings ``self._settings()``."""
+
+    def _settings(self) -> tuple:
+        return ()
+
+    def _run(self, x):
+        """The forward pass of a checked x."""
+        b = self.bias.data if self.bias is not None else None
+        y, cache = self._forward_op(x, self.weight.data, b, *self._settings())
+        self._save(cache)
+        return y
+
+    def _backward(self, dy):
+        dx, dw, db = self._backward_op(dy, self._saved())
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+
+class _Conv(_Weighted):
+    """What :class:`Conv2d` and :class:`ConvTranspose2d` share: an input
+    (N, in_channels, H, W), and a repr listing the settings ``_repr_defaults``
+    whose values differ from their defaults."""
+
+    _repr_defaults: tuple[tuple[str, Any], ...] = ()
+
+    def forward(self, x):
+        _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
+        return self._run(x)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        for name, default in (*self._repr_defaults, ("groups", 1)):
+            value = getattr(self, name)
+            if value != default:
+                s += (
+                    f", {name}={value!r}"
+                    if isinstance(value, str)
+                    else (f", {name}={value}")
+                )
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_Conv):
     """x (N, C_in, H, W) -> (N, C_out, OH, OW),
     OH = (H + 2p − d·(KH − 1) − 1) // s + 1.
 
@@ -146,12 +204,7 @@ class Conv2d(Module):
         in_channels, out_channels, kh, kw = map(
             int, (in_channels, out_channels, kh, kw)
         )
-        _check_sizes("Conv2d", groups=groups)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"Conv2d: groups={groups} must divide in_channels={in_channels} "
-                f"and out_channels={out_channels}"
-            )
+        _check_groups("Conv2d", groups, in_channels, out_channels)
         stride_pair = _checks.pair("Conv2d", "stride", stride, 1)
         dilation_pair = _checks.pair("Conv2d", "dilation", dilation, 1)
         resolve_padding("Conv2d", padding, (kh, kw), dilation_pair, (1, 1))
@@ -166,43 +219,23 @@ class Conv2d(Module):
         self.bias = _param(b, dtype) if bias else None
         self.input_grad = bool(input_grad)
 
-    def forward(self, x):
-        _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
-        b = self.bias.data if self.bias is not None else None
-        y, cache = fast.conv2d_forward(
-            x,
-            self.weight.data,
-            b,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-        )
-        self._save(cache)
-        return y
+    _repr_defaults = (("stride", 1), ("padding", 0), ("dilation", 1))
 
-    def _backward(self, dy):
-        dx, dw, db = fast.conv2d_backward(dy, self._saved(), self.input_grad)
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
+    def _settings(self):
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def _forward_op(self, x, w, b, *settings):
+        return fast.conv2d_forward(x, w, b, *settings)
+
+    def _backward_op(self, dy, cache):
+        return fast.conv2d_backward(dy, cache, self.input_grad)
 
     def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-        if self.stride != 1:
-            s += f", stride={self.stride}"
-        if self.padding != 0:
-            s += f", padding={self.padding!r}"
-        if self.dilation != 1:
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        s += "" if self.bias is not None else ", bias=False"
+        s = super().extra_repr()
         return s + ("" if self.input_grad else ", input_grad=False")
 
 
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_Conv):
     """x (N, C_in, H, W) -> (N, C_out, OH, OW),
     OH = (H − 1)·s − 2p + d·(KH − 1) + output_padding + 1: the adjoint of a
     convolution (an upsampling layer). weight (C_in, C_out/groups, KH, KW),
@@ -228,16 +261,9 @@ class ConvTranspose2d(Module):
         super().__init__()
         kh, kw = _checks.pair("ConvTranspose2d", "kernel_size", kernel_size, 1)
         _check_sizes(
-            "ConvTranspose2d",
-            in_channels=in_channels,
-            out_channels=out_channels,
-            groups=groups,
+            "ConvTranspose2d", in_channels=in_channels, out_channels=out_channels
         )
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"ConvTranspose2d: groups={groups} must divide "
-                f"in_channels={in_channels} and out_channels={out_channels}"
-            )
+        _check_groups("ConvTranspose2d", groups, in_channels, out_channels)
         for name, v, least in (
             ("stride", stride, 1),
             ("padding", padding, 0),
@@ -259,45 +285,25 @@ class ConvTranspose2d(Module):
             _param(gen.uniform(-bound, bound, out_channels), dtype) if bias else None
         )
 
-    def forward(self, x):
-        _check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
-        b = self.bias.data if self.bias is not None else None
-        y, cache = F.conv_transpose2d_forward(
-            x,
-            self.weight.data,
-            b,
-            self.stride,
-            self.padding,
-            self.output_padding,
-            self.dilation,
-            self.groups,
-        )
-        self._save(cache)
-        return y
+    _repr_defaults = (
+        ("stride", 1),
+        ("padding", 0),
+        ("output_padding", 0),
+        ("dilation", 1),
+    )
 
-    def _backward(self, dy):
-        dx, dw, db = F.conv_transpose2d_backward(dy, self._saved())
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
+    def _settings(self):
+        p, op, d = self.padding, self.output_padding, self.dilation
+        return self.stride, p, op, d, self.groups
 
-    def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-        for name, default in (
-            ("stride", 1),
-            ("padding", 0),
-            ("output_padding", 0),
-            ("dilation", 1),
-        ):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
+    def _forward_op(self, x, w, b, *settings):
+        return F.conv_transpose2d_forward(x, w, b, *settings)
+
+    def _backward_op(self, dy, cache):
+        return F.conv_transpose2d_backward(dy, cache)
 
 
-class Linear(Module):
+class Linear(_Weighted):
     """x (…, in_features) -> (…, out_features); y = x Wᵀ + b, W (out, in).
     Any number of leading dimensions, as PyTorch's."""
 
@@ -326,17 +332,13 @@ class Linear(Module):
                 f"{self!r} expects input (N, {self.in_features}) or "
                 f"(..., {self.in_features}), got shape {shape}"
             )
-        b = self.bias.data if self.bias is not None else None
-        y, cache = F.linear_forward(x, self.weight.data, b)
-        self._save(cache)
-        return y
+        return self._run(x)
 
-    def _backward(self, dy):
-        dx, dw, db = F.linear_backward(dy, self._saved())
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
+    def _forward_op(self, x, w, b):
+        return F.linear_forward(x, w, b)
+
+    def _backward_op(self, dy, cache):
+        return F.linear_backward(dy, cache)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}" + (
@@ -698,8 +700,10 @@ class BatchNorm2d(_BatchNorm):
 
 class _AffineNorm(Module):
     """Layer and group norm: a per-sample normalisation, then an optional learned
-    scale and shift. Subclasses name their backward pass and compute forward."""
+    scale and shift. Subclasses name their functional pair and check their
+    input."""
 
+    _norm_forward = None  # F.layer_norm_forward or F.group_norm_forward
     _norm_backward = None  # F.layer_norm_backward or F.group_norm_backward
 
     def _affine(self) -> tuple[Any, Any]:
@@ -707,6 +711,14 @@ class _AffineNorm(Module):
         if self.weight is None:
             return None, None
         return self.weight.data, self.bias.data
+
+    def _normalize(self, x, setting):
+        """The forward pass of a checked x; ``setting``: normalized_shape or
+        num_groups."""
+        w, b = self._affine()
+        y, cache = type(self)._norm_forward(x, setting, w, b, self.eps)
+        self._save(cache)
+        return y
 
     def _backward(self, dy):
         dx, dw, db = type(self)._norm_backward(dy, self._saved())
@@ -721,6 +733,7 @@ class LayerNorm(_AffineNorm):
     axes; weight (ones) and bias (zeros) of normalized_shape when
     ``elementwise_affine``. As PyTorch's ``nn.LayerNorm``."""
 
+    _norm_forward = staticmethod(F.layer_norm_forward)
     _norm_backward = staticmethod(F.layer_norm_backward)
 
     def __init__(
@@ -752,10 +765,7 @@ class LayerNorm(_AffineNorm):
 
     def forward(self, x):
         _check_array(self, x, f"(..., {', '.join(map(str, self.normalized_shape))})")
-        w, b = self._affine()
-        y, cache = F.layer_norm_forward(x, self.normalized_shape, w, b, self.eps)
-        self._save(cache)
-        return y
+        return self._normalize(x, self.normalized_shape)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}" + (
@@ -767,6 +777,7 @@ class GroupNorm(_AffineNorm):
     """``x (N, C, *)`` -> same: the channels in ``num_groups`` groups, each
     normalised per sample; weight, bias (C,) when ``affine``. As PyTorch's."""
 
+    _norm_forward = staticmethod(F.group_norm_forward)
     _norm_backward = staticmethod(F.group_norm_backward)
 
     def __init__(
@@ -798,10 +809,7 @@ class GroupNorm(_AffineNorm):
                 f"{self!r} expects input (N, {self.num_channels}, ...), got shape "
                 f"{shape}"
             )
-        w, b = self._affine()
-        y, cache = F.group_norm_forward(x, self.num_groups, w, b, self.eps)
-        self._save(cache)
-        return y
+        return self._normalize(x, self.num_groups)
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}" + (

@@ -6,6 +6,10 @@
  *   plot(canvas, spec)   a line plot on a canvas: axes with tick labels (12 px), a
  *                        linear or log10 y axis, series, bands and shaded x intervals
  *   fmt(v, digits)       a number as the explorers print it (2.5e-07, 0.3457)
+ *   range(a)             [min, max] of an array
+ *   grey(canvas, data, h, w, lo, hi)
+ *                        an h x w image in grey, lo black and hi white (default: the
+ *                        data's own range, as matplotlib's imshow scales it)
  * No dependencies. */
 (function () {
   "use strict";
@@ -35,6 +39,31 @@
     const a = Math.abs(v);
     if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(2);
     return v.toFixed(digits);
+  }
+
+  function range(a) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of a) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    return [lo, hi];
+  }
+
+  function grey(canvas, data, h, w, lo, hi) {
+    if (lo === undefined) [lo, hi] = range(data);
+    canvas.width = w;
+    canvas.height = h;
+    const scale = hi > lo ? 255 / (hi - lo) : 0;
+    const ctx = canvas.getContext("2d");
+    const img = ctx.createImageData(w, h);
+    for (let n = 0; n < h * w; n++) {
+      const g = Math.round((data[n] - lo) * scale);
+      img.data[4 * n] = img.data[4 * n + 1] = img.data[4 * n + 2] = g;
+      img.data[4 * n + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
   }
 
   // round tick positions covering [lo, hi]
@@ -133,5 +162,5 @@
     return { tx, ty };
   }
 
-  window.cnnbookLive = { decode, start, plot, fmt, ticks };
+  window.cnnbookLive = { decode, start, plot, fmt, ticks, range, grey };
 })();

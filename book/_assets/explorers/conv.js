@@ -11,7 +11,7 @@
 (function () {
   "use strict";
 
-  const decode = window.cnnbookLive.decode;  // common.js, loaded first
+  const { decode, grey: draw } = window.cnnbookLive;  // common.js, loaded first
 
   // cnnbook_book.convolution.parse_kernel: rows by ";" or newlines, numbers by
   // spaces or commas, fractions such as 1/9
@@ -58,27 +58,6 @@
         y[i * OW + j] = acc;
       }
     return { OH, OW, y };
-  }
-
-  // grey image scaled from its minimum to its maximum (matplotlib's imshow)
-  function draw(canvas, data, h, w) {
-    canvas.width = w;
-    canvas.height = h;
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const v of data) {
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-    const scale = hi > lo ? 255 / (hi - lo) : 0;
-    const ctx = canvas.getContext("2d");
-    const img = ctx.createImageData(w, h);
-    for (let n = 0; n < h * w; n++) {
-      const g = Math.round((data[n] - lo) * scale);
-      img.data[4 * n] = img.data[4 * n + 1] = img.data[4 * n + 2] = g;
-      img.data[4 * n + 3] = 255;
-    }
-    ctx.putImageData(img, 0, 0);
   }
 
   function start(el) {

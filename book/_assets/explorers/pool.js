@@ -16,7 +16,7 @@
 (function () {
   "use strict";
 
-  const decode = window.cnnbookLive.decode;  // common.js, loaded first
+  const { decode, grey: draw, range } = window.cnnbookLive;  // common.js, loaded first
 
   function shift(x, H, W, dy, dx) {
     const out = new Float64Array(H * W);
@@ -44,30 +44,6 @@
         y[i * OW + j] = kind === "max" ? acc : acc / (K * K);
       }
     return { OH, OW, y };
-  }
-
-  function draw(canvas, data, h, w, lo, hi) {
-    canvas.width = w;
-    canvas.height = h;
-    const scale = hi > lo ? 255 / (hi - lo) : 0;
-    const ctx = canvas.getContext("2d");
-    const img = ctx.createImageData(w, h);
-    for (let n = 0; n < h * w; n++) {
-      const g = Math.round((data[n] - lo) * scale);
-      img.data[4 * n] = img.data[4 * n + 1] = img.data[4 * n + 2] = g;
-      img.data[4 * n + 3] = 255;
-    }
-    ctx.putImageData(img, 0, 0);
-  }
-
-  function range(a) {
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const v of a) {
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-    return [lo, hi];
   }
 
   function start(el) {

@@ -11,7 +11,6 @@ PyTorch's, (out_features, in_features).
   random multilayer perceptron built from ``cnnbook.functional`` and
   ``cnnbook.nn.init``; :func:`deep_stats` measures activations and gradients
   layer by layer.
-- :func:`dead_fraction`, :func:`two_layer_step`: dying ReLUs.
 - :func:`draw_state`, :func:`explorer`, :func:`animation_html`: the chapter's
   interactive explorer and its static counterpart for the published page.
 - :func:`live_curve_explorer`, :func:`stack_quantiles`, :func:`live_stack_explorer`:
@@ -41,7 +40,6 @@ __all__ = [
     "animation_html",
     "compose_linear",
     "curve",
-    "dead_fraction",
     "deep_stats",
     "draw_state",
     "explorer",
@@ -52,7 +50,6 @@ __all__ = [
     "mlp_forward",
     "stack_quantiles",
     "standardized_digits",
-    "two_layer_step",
 ]
 
 #: name -> (forward, backward) from :mod:`cnnbook.functional`.
@@ -269,42 +266,6 @@ def standardized_digits(n: int = 256, seed: int = 0) -> tuple[np.ndarray, np.nda
     std = X.std(axis=0)
     X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
     return X, y[:n]
-
-
-# ----------------------------------------------------------------------------
-# dying ReLUs
-# ----------------------------------------------------------------------------
-def dead_fraction(h: Any) -> float:
-    """h (N, M) hidden outputs -> fraction of the M units that are 0 on all N inputs.
-
-    >>> dead_fraction(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
-    0.6666666666666666
-    """
-    xp = B.namespace("dead_fraction", h=h)
-    dead = xp.all(h == 0, axis=0)
-    return float(B.to_numpy(dead).mean())
-
-
-def two_layer_step(
-    x: Any, y: Any, params: Sequence[Any], lr: float, activation: str = "relu"
-) -> tuple[list[Any], list[Any], float]:
-    """One SGD step of x (N, D) -> f(x W1ᵀ + b1) (N, M) -> logits (N, K).
-
-    params = [W1 (M, D), b1 (M,), W2 (K, M), b2 (K,)]; softmax cross-entropy
-    loss on integer labels y (N,). Returns (new params, their gradients, loss
-    before the step).
-    """
-    W1, b1, W2, b2 = params
-    forward, backward = _pair(activation)
-    z, lin1 = F.linear_forward(x, W1, b1)
-    h, act = forward(z)
-    logits, lin2 = F.linear_forward(h, W2, b2)
-    loss, dlogits = F.softmax_cross_entropy(logits, y)
-    dh, dW2, db2 = F.linear_backward(dlogits, lin2)
-    _, dW1, db1 = F.linear_backward(backward(dh, act), lin1)
-    grads = [dW1, db1, dW2, db2]
-    new = [p - lr * d for p, d in zip(params, grads, strict=True)]
-    return new, grads, float(B.to_numpy(loss))
 
 
 # ----------------------------------------------------------------------------

@@ -13,8 +13,8 @@ Chapter-specific mathematics and pictures, built on the package:
   surfaces and the path an optimizer from :mod:`cnnbook.optim` takes on them;
   :func:`plot_trajectories`, :func:`trajectory_grid`, :func:`trajectory_snapshots`
   (static, kernel-free) and :func:`trajectory_explorer` (ipywidgets).
-- :func:`confusion_matrix`, :func:`most_confident_mistakes`, and plots of
-  digits, filters and feature maps for a trained network.
+- Plots of a confusion matrix, digits, filters and feature maps for a trained
+  network.
 - :class:`LiveCurves`: a training callback that redraws loss/accuracy curves.
 
 Notation: N batch, C input channels, F filters, H×W input, KH×KW kernel,
@@ -40,11 +40,9 @@ __all__ = [
     "SURFACES",
     "LiveCurves",
     "Surface",
-    "confusion_matrix",
     "conv2d_input_grad",
     "conv2d_weight_grad",
     "live_optimizer_explorer",
-    "most_confident_mistakes",
     "naive_cross_entropy",
     "plot_confusion_matrix",
     "plot_digits",
@@ -476,48 +474,6 @@ def _live_optimizer_html(surfaces, lr, momentum, steps, blowup: float = 1e6) -> 
         '<p class="cnnbook-live-formula" aria-live="polite"></p>'
     )
     return live_html("optim", payload, markup, "optimizer explorer")
-
-
-# ----------------------------------------------------------------------------
-# evaluating a classifier
-# ----------------------------------------------------------------------------
-def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
-    """y_true (N,), y_pred (N,) integer classes -> counts (K, K), int64:
-    row = true class, column = predicted class.
-
-    >>> confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 2, 1, 2]), 3)
-    array([[1, 0, 0],
-           [0, 1, 1],
-           [0, 0, 1]])
-    """
-    t = np.asarray(B.to_numpy(y_true)).astype(np.int64)
-    p = np.asarray(B.to_numpy(y_pred)).astype(np.int64)
-    if t.shape != p.shape:
-        raise ValueError(f"confusion_matrix: shapes differ, {t.shape} and {p.shape}")
-    counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
-
-
-def most_confident_mistakes(
-    probs: Any, y_true: Any, k: int = 8
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """probs (N, K), y_true (N,) -> (indices, predicted, confidence), each (≤ k,).
-
-    The misclassified samples with the highest probability on the wrong
-    predicted class, most confident first.
-
-    >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
-    >>> idx, pred, conf = most_confident_mistakes(p, np.array([0, 0, 0, 1]), k=2)
-    >>> idx.tolist(), pred.tolist(), conf.round(2).tolist()
-    ([1, 3], [1, 0], [0.8, 0.7])
-    """
-    p = np.asarray(B.to_numpy(probs))
-    t = np.asarray(B.to_numpy(y_true))
-    pred = p.argmax(axis=1)
-    conf = p.max(axis=1)
-    wrong = np.flatnonzero(pred != t)
-    order = wrong[np.argsort(-conf[wrong], kind="stable")][:k]
-    return order, pred[order], conf[order]
 
 
 # ----------------------------------------------------------------------------
