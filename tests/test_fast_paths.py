@@ -628,3 +628,27 @@ def test_depthwise_phases_in_blocks(backend, monkeypatch, name, block):
     monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
     got, want = _conv_both(backend, GROUPED_CASES[name])
     _assert_same(got, want, 1e-11)
+
+
+@pytest.mark.parametrize("stride", [1, 2, (1, 2)])
+def test_depthwise_weight_grad_where_junk_meets_infinity(backend, stride):
+    """The depthwise runs read junk positions too (dy's zeros there), and 0·inf
+    is NaN: an infinite input must give the reference's dw (inf where a
+    window holds it, NaN only where the reference has NaN)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 6, 6))
+    x[0, 1, 2, 5] = np.inf  # last column: junk for the left taps' runs
+    x[1, 0, 5, 0] = -np.inf  # last row, first column
+    x = backend.asarray(x)
+    w = backend.asarray(rng.standard_normal((3, 1, 3, 3)))
+    got, want = [], []
+    for forward, backward, out in (
+        (fast.conv2d_forward, fast.conv2d_backward, got),
+        (Fn.conv2d_forward, Fn.conv2d_backward, want),
+    ):
+        y, cache = forward(x, w, None, stride, 1, 1, 3)
+        dy = backend.asarray(np.ones(tuple(y.shape)))
+        out.append(backend.to_numpy(backward(dy, cache)[1]))
+    assert np.isinf(want[0]).any() and np.isfinite(want[0]).any()
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)

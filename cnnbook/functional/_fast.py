@@ -462,23 +462,20 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     ph, pw = geo.padding
     dev = device_of(dy)
     dx = None
-    if _flat_shifts(geo):
-        correlate = input_grad and correlation_fits(geo)
-        dx, dw, db = _depthwise_backward_flat(xp, dy, x, w, geo, correlate)
+    if N > 0:
+        if _flat_shifts(geo):
+            correlate = input_grad and correlation_fits(geo)
+            dx, dw, db = _depthwise_backward_flat(xp, dy, x, w, geo, correlate)
+        else:
+            dx, dw, db = _phases_backward(xp, dy, x, w, geo, input_grad)
         db = db if has_bias else None
-    elif N > 0:  # stride ≠ 1
-        dx, dw, db = _phases_backward(xp, dy, x, w, geo, input_grad)
-        return dx, dw, db if has_bias else None
+        if bool(xp.any(xp.isnan(dw))):
+            # the runs' junk positions met an inf or NaN of x (0·inf = NaN):
+            # the sums again, window by window
+            dw = _depthwise_dw_windows(xp, dy, pad(xp, x, ph, pw), w, geo)
     else:
         db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
-        xpad = x  # padded by the forward pass
-        dw_cols = []
-        for u in range(geo.KH):
-            for v in range(geo.KW):
-                rows, columns = window(geo, u, v)
-                patch = xpad[:, :, rows, columns]
-                dw_cols.append(xp.sum(dy * patch, axis=(0, 2, 3)))
-        dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
+        dw = _depthwise_dw_windows(xp, dy, x, w, geo)  # x padded by the forward
     if not input_grad or dx is not None:
         return dx, dw, db
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
@@ -489,6 +486,16 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
             k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
             dxpad[:, :, rows, columns] += dy * k
     return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], dw, db
+
+
+def _depthwise_dw_windows(xp, dy, xpad, w, geo: ConvGeometry) -> Any:
+    """dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW, tap by tap."""
+    dw_cols = []
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            rows, columns = window(geo, u, v)
+            dw_cols.append(xp.sum(dy * xpad[:, :, rows, columns], axis=(0, 2, 3)))
+    return xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
 
 
 def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
