@@ -356,18 +356,18 @@ def _tap_sum(xp, flat, taps, offsets, length, acc, tmp, add=False) -> None:
     flat[:, off_k : off_k + length] · taps[:, k] (``add``: += instead; acc,
     tmp: (cb, R) buffers; tmp None: no ``out=``, the portable twin)."""
     a = acc[:, :length]
-    (k0, off0), rest = offsets[0], offsets[1:]
-    if add:
-        rest = offsets
+    first, rest = (None, offsets) if add else (offsets[0], offsets[1:])
     if tmp is None:
-        if not add:
+        if first is not None:
+            k0, off0 = first
             a[...] = flat[:, off0 : off0 + length] * taps[:, k0 : k0 + 1]
         for k, off in rest:
             a += flat[:, off : off + length] * taps[:, k : k + 1]
         return
     # NumPy: written in place, no temporaries (two passes per tap, in cache)
     t = tmp[:, :length]
-    if not add:
+    if first is not None:
+        k0, off0 = first
         xp.multiply(flat[:, off0 : off0 + length], taps[:, k0 : k0 + 1], out=a)
     for k, off in rest:
         xp.multiply(flat[:, off : off + length], taps[:, k : k + 1], out=t)
