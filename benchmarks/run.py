@@ -285,6 +285,8 @@ CASES = [
          conv_case((32, 32, 56, 56), (32, 1, 3, 3), 1, 1, groups=32), target=3.0),
     Case("conv_depthwise_28", "conv depthwise 3x3, 64 ch, 28 px",
          conv_case((32, 64, 28, 28), (64, 1, 3, 3), 1, 1, groups=64), target=3.0),
+    Case("conv_depthwise_s2", "conv depthwise 3x3 stride 2, 64 ch, 28 px",
+         conv_case((32, 64, 28, 28), (64, 1, 3, 3), 2, 1, groups=64), target=3.0),
     Case("conv_grouped", "conv grouped 3x3, 8 groups (ResNeXt)",
          conv_case((32, 64, 28, 28), (64, 8, 3, 3), 1, 1, groups=8), target=3.0),
     Case("maxpool_lenet", "max-pool 2x2 (64,6,28,28)", maxpool_case((64, 6, 28, 28)),

@@ -213,9 +213,19 @@ GROUPED_CASES = {
     "depthwise, padding > K − 1 (dx by windows)": (
         (2, 3, 5, 5), (3, 1, 3, 3), 1, (3, 1), 1, True, 3,
     ),
-    "depthwise, stride 2 (windows)": ((2, 4, 9, 8), (4, 1, 3, 3), 2, 1, 1, True, 4),
-    "depthwise, stride (1, 2) (windows)": (
+    # stride ≠ 1: flat shifts on the phases of the padded input
+    "depthwise, stride 2 (phases)": ((2, 4, 9, 8), (4, 1, 3, 3), 2, 1, 1, True, 4),
+    "depthwise, stride (1, 2) (phases)": (
         (1, 3, 7, 9), (3, 1, 3, 3), (1, 2), 1, 1, False, 3,
+    ),
+    "depthwise, stride 2, dilation 2 (phases no tap reads)": (
+        (2, 3, 9, 10), (3, 1, 3, 3), 2, 2, 2, True, 3,
+    ),
+    "depthwise, stride 3, 5×2 dilated, padding > K − 1 (phases)": (
+        (2, 3, 11, 7), (3, 1, 5, 2), 3, (2, 3), (2, 1), False, 3,
+    ),
+    "depthwise, stride (3, 2), a phase without input (phases)": (
+        (1, 2, 1, 4), (2, 1, 1, 3), (3, 2), (2, 1), 1, True, 2,
     ),
     # MobileNet's depthwise layer at its real width (one block at the default size)
     "depthwise, 32 ch 56 px": ((2, 32, 56, 56), (32, 1, 3, 3), 1, 1, 1, True, 32),
@@ -264,12 +274,22 @@ def test_grouped_cases_reach_every_branch():
         asymmetric = geo.pad_end is not None
         fits = fast.correlation_fits if fast.depthwise(geo) else fast.full_correlation
         corr = stride_1 and not asymmetric and fits(geo)
-        seen.add((fast.depthwise(geo), stride_1, corr, asymmetric))
+        phases = None  # depthwise at stride ≠ 1: does every phase hold taps, input?
+        if fast.depthwise(geo) and not stride_1:
+            taps, _ = fast._phase_taps(geo)
+            rows = [fast._phase_of(geo, a, b)[0] for a, b in taps]
+            phases = (
+                all(taps.values()),
+                all(len(range(geo.H)[r]) * len(range(geo.W)[c]) for r, c in rows),
+            )
+        seen.add((fast.depthwise(geo), stride_1, corr, asymmetric, phases))
     assert seen == {
-        (True, True, True, False), (True, True, False, False),
-        (True, False, False, False), (False, True, True, False),
-        (False, False, False, False), (False, True, False, False),
-        (False, True, False, True),
+        (True, True, True, False, None), (True, True, False, False, None),
+        (True, False, False, False, (True, True)),
+        (True, False, False, False, (False, True)),
+        (True, False, False, False, (False, False)),
+        (False, True, True, False, None), (False, False, False, False, None),
+        (False, True, False, False, None), (False, True, False, True, None),
     }  # fmt: skip
 
 
@@ -283,17 +303,23 @@ def test_depthwise_in_blocks_of_images(backend, monkeypatch, block):
 
 
 def test_fast_grouped_conv_float32(backend):
-    for name in ("depthwise, stride 1", "grouped, stride 1 (correlation)"):
+    for name in (
+        "depthwise, stride 1",
+        "depthwise, stride 2 (phases)",
+        "grouped, stride 1 (correlation)",
+    ):
         got, want = _conv_both(backend, GROUPED_CASES[name], dtype=np.float32)
         _assert_same(got, want, 2e-4)
 
 
-def test_depthwise_empty_batch(backend):
+@pytest.mark.parametrize("stride, out", [(1, 5), (2, 3)])
+def test_depthwise_empty_batch(backend, stride, out):
     x = backend.asarray(np.zeros((0, 3, 5, 5)))
     w = backend.asarray(np.ones((3, 1, 3, 3)))
-    y, cache = fast.conv2d_forward(x, w, None, 1, 1, 1, 3)
-    assert tuple(y.shape) == (0, 3, 5, 5)
-    dx, dw, _ = fast.conv2d_backward(backend.asarray(np.zeros((0, 3, 5, 5))), cache)
+    y, cache = fast.conv2d_forward(x, w, None, stride, 1, 1, 3)
+    assert tuple(y.shape) == (0, 3, out, out)
+    dy = backend.asarray(np.zeros((0, 3, out, out)))
+    dx, dw, _ = fast.conv2d_backward(dy, cache)
     assert tuple(dx.shape) == (0, 3, 5, 5)
     np.testing.assert_array_equal(backend.to_numpy(dw), 0.0)
 
@@ -583,3 +609,46 @@ def test_depthwise_mobilenet_width_in_several_blocks(backend, monkeypatch, dtype
     case = GROUPED_CASES["depthwise, 32 ch 56 px"]
     got, want = _conv_both(backend, case, dtype=dtype)
     _assert_same(got, want, tol)
+
+
+@pytest.mark.parametrize("block", [1, 300, 1000, 1 << 20])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "depthwise, stride 2 (phases)",
+        "depthwise, stride 3, 5×2 dilated, padding > K − 1 (phases)",
+    ],
+)
+def test_depthwise_phases_in_blocks(backend, monkeypatch, name, block):
+    """At stride ≠ 1 a block holds every phase of its images and channels
+    (stride 2: 4 phases of 6 × 5 forward, 7 × 6 backward, per image and
+    channel): one image and channel per block; both images, one channel
+    (forward); both images, channels 2 + 2 or 2 + 1 (backward: the last block
+    of another shape); everything at once."""
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
+    got, want = _conv_both(backend, GROUPED_CASES[name])
+    _assert_same(got, want, 1e-11)
+
+
+@pytest.mark.parametrize("stride", [1, 2, (1, 2)])
+def test_depthwise_weight_grad_where_junk_meets_infinity(backend, stride):
+    """The depthwise runs read junk positions too (dy's zeros there), and 0·inf
+    is NaN: an infinite input must give the reference's dw (inf where a
+    window holds it, NaN only where the reference has NaN)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 6, 6))
+    x[0, 1, 2, 5] = np.inf  # last column: junk for the left taps' runs
+    x[1, 0, 5, 0] = -np.inf  # last row, first column
+    x = backend.asarray(x)
+    w = backend.asarray(rng.standard_normal((3, 1, 3, 3)))
+    got, want = [], []
+    for forward, backward, out in (
+        (fast.conv2d_forward, fast.conv2d_backward, got),
+        (Fn.conv2d_forward, Fn.conv2d_backward, want),
+    ):
+        y, cache = forward(x, w, None, stride, 1, 1, 3)
+        dy = backend.asarray(np.ones(tuple(y.shape)))
+        out.append(backend.to_numpy(backward(dy, cache)[1]))
+    assert np.isinf(want[0]).any() and np.isfinite(want[0]).any()
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)

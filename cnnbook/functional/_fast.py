@@ -24,8 +24,10 @@ Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
   image at stride 1, a block of images and channels at a time (in cache),
   padded channel-major so each channel's run spans all the block's images
   (NumPy pays ~0.1 µs per row of a strided operation); dx, dw and db share
-  one padded dy per block. Grouped ones run one batched product over the
-  groups and the same dx as dense ones.
+  one padded dy per block. At stride s ≠ 1 the same runs are taken on each
+  of the s·s' phases of the padded input (xpad[a::s, b::s'], a stride-1
+  problem with some of the taps; dx: each phase's adjoint). Grouped ones run
+  one batched product over the groups and the same dx as dense ones.
 - :func:`batch_norm_forward` and :func:`batch_norm_backward` (training) take
   about half the passes over the data of the reference (per-channel sums of
   products as dot products, without temporaries).
@@ -278,8 +280,8 @@ def _weight_grad(xp, dy, xpad, w, geo, col2im):
 
 
 class DepthwiseCache(NamedTuple):
-    """A depthwise convolution's cache: the input, not columns; unpadded for
-    the flat shifts (stride 1: they pad a block at a time), else padded."""
+    """A depthwise convolution's cache: the input, not columns; unpadded (the
+    kernels pad a block at a time), but padded for an empty batch."""
 
     x: Any
     w: Any
@@ -308,6 +310,8 @@ def _flat_taps(geo: ConvGeometry):
 # memory nine times. Measured (EPYC, 1 MiB L2, 32 MiB L3; forward + backward
 # at 64 ch 28 px): 2^15 17.9 ms, 2^16 17.5, 2^18 14.9 (fewer NumPy calls; the
 # 4 or 5 block buffers still sit in L3), 2^20 15.9, the whole batch 24.7.
+# At stride 2 (the phases: 64 ch 28 px) 2^15 15.7 ms, 2^16 11.8, 2^17 9.6,
+# 2^18 8.4, 2^19 8.4, 2^20 9.2: the same choice.
 DEPTHWISE_BLOCK = 1 << 18
 
 
@@ -347,20 +351,24 @@ def _padded_block(xp: Any, a: Any, block, at, grid, buf: Any, border=True) -> An
     return out
 
 
-def _tap_sum(xp, flat, taps, offsets, length, acc, tmp) -> None:
+def _tap_sum(xp, flat, taps, offsets, length, acc, tmp, add=False) -> None:
     """flat (cb, R), taps (cb, KH·KW): acc[:, :length] = Σ over taps k of
-    flat[:, off_k : off_k + length] · taps[:, k] (acc, tmp: (cb, R) buffers;
-    tmp None: no ``out=``, the portable twin)."""
+    flat[:, off_k : off_k + length] · taps[:, k] (``add``: += instead; acc,
+    tmp: (cb, R) buffers; tmp None: no ``out=``, the portable twin)."""
     a = acc[:, :length]
-    (k0, off0), rest = offsets[0], offsets[1:]
+    first, rest = (None, offsets) if add else (offsets[0], offsets[1:])
     if tmp is None:
-        a[...] = flat[:, off0 : off0 + length] * taps[:, k0 : k0 + 1]
+        if first is not None:
+            k0, off0 = first
+            a[...] = flat[:, off0 : off0 + length] * taps[:, k0 : k0 + 1]
         for k, off in rest:
             a += flat[:, off : off + length] * taps[:, k : k + 1]
         return
     # NumPy: written in place, no temporaries (two passes per tap, in cache)
     t = tmp[:, :length]
-    xp.multiply(flat[:, off0 : off0 + length], taps[:, k0 : k0 + 1], out=a)
+    if first is not None:
+        k0, off0 = first
+        xp.multiply(flat[:, off0 : off0 + length], taps[:, k0 : k0 + 1], out=a)
     for k, off in rest:
         xp.multiply(flat[:, off : off + length], taps[:, k : k + 1], out=t)
         xp.add(a, t, out=a)
@@ -379,7 +387,8 @@ def depthwise_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
     broadcast). At stride 1 each window is a contiguous run of the flattened
     padded image ("flat shifts", as :func:`im2col_flat`), taken a block
     of images and channels at a time, padded channel-major, so that the nine
-    multiply-adds run in cache over long runs. The same numbers as the
+    multiply-adds run in cache over long runs; otherwise a run of one of the
+    padded input's phases (:func:`_phase_taps`). The same numbers as the
     grouped reference (summed in another order)."""
     y, kept = _depthwise_apply(xp, x, w, b, geo)
     return y, DepthwiseCache(kept, w, b is not None, geo)
@@ -392,10 +401,12 @@ def _flat_shifts(geo: ConvGeometry) -> bool:
 
 def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
     """x (N, C, H, W) -> y (N, C, OH, OW), and the input as the backward pass
-    takes it (padded unless in flat shifts): the depthwise forward."""
+    takes it (padded for an empty batch): the depthwise forward."""
     N, C = geo.N, geo.C
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
     dev = device_of(x)
+    if geo.N > 0 and not _flat_shifts(geo):
+        return _phases_forward(xp, x, w, b, geo), x
     if not _flat_shifts(geo):
         xpad = pad(xp, x, *geo.padding)
         y = xp.zeros((N, C, geo.OH, geo.OW), dtype=x.dtype, device=dev)
@@ -442,8 +453,10 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     dot product per channel over a contiguous run, a block of images and
     channels at a time (padded channel-major, as the forward). dx at stride
     1 is the depthwise forward pass of dy with the kernel turned by 180° (as
-    :func:`input_grad_correlate`), on the same blocks; otherwise dy · w[c, u,
-    v] is added into each tap's window of a padded zero array."""
+    :func:`input_grad_correlate`), on the same blocks. Other strides take the
+    same runs on the phases of the padded input (:func:`_phases_backward`).
+    Otherwise (an empty batch; stride 1 padded by more than d·(K − 1): dx)
+    dy · w[c, u, v] is added into each tap's window of a padded zero array."""
     x, w, has_bias, geo = cache
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
@@ -451,20 +464,20 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
     ph, pw = geo.padding
     dev = device_of(dy)
     dx = None
-    if _flat_shifts(geo):
-        correlate = input_grad and correlation_fits(geo)
-        dx, dw, db = _depthwise_backward_flat(xp, dy, x, w, geo, correlate)
+    if N > 0:
+        if _flat_shifts(geo):
+            correlate = input_grad and correlation_fits(geo)
+            dx, dw, db = _depthwise_backward_flat(xp, dy, x, w, geo, correlate)
+        else:
+            dx, dw, db = _phases_backward(xp, dy, x, w, geo, input_grad)
         db = db if has_bias else None
+        if bool(xp.any(xp.isnan(dw))):
+            # the runs' junk positions met an inf or NaN of x (0·inf = NaN):
+            # the sums again, window by window
+            dw = _depthwise_dw_windows(xp, dy, pad(xp, x, ph, pw), w, geo)
     else:
         db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
-        xpad = x  # padded by the forward pass
-        dw_cols = []
-        for u in range(geo.KH):
-            for v in range(geo.KW):
-                rows, columns = window(geo, u, v)
-                patch = xpad[:, :, rows, columns]
-                dw_cols.append(xp.sum(dy * patch, axis=(0, 2, 3)))
-        dw = xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
+        dw = _depthwise_dw_windows(xp, dy, x, w, geo)  # x padded by the forward
     if not input_grad or dx is not None:
         return dx, dw, db
     taps = xp.reshape(w, (C, geo.KH * geo.KW))
@@ -475,6 +488,16 @@ def depthwise_backward(dy: Any, cache: DepthwiseCache, input_grad: bool = True):
             k = xp.reshape(taps[:, u * geo.KW + v], (1, C, 1, 1))
             dxpad[:, :, rows, columns] += dy * k
     return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], dw, db
+
+
+def _depthwise_dw_windows(xp, dy, xpad, w, geo: ConvGeometry) -> Any:
+    """dw[c, u, v] = Σ dy · xpad[window(u, v)] over N, OH, OW, tap by tap."""
+    dw_cols = []
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            rows, columns = window(geo, u, v)
+            dw_cols.append(xp.sum(dy * xpad[:, :, rows, columns], axis=(0, 2, 3)))
+    return xp.reshape(xp.stack(dw_cols, axis=1), w.shape)
 
 
 def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
@@ -542,6 +565,150 @@ def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
             for _, off in offsets
         ]
         sums.append(xp.sum(g_flat, axis=-1))  # db (the grid's other entries: 0)
+        parts.append((c0, c1, xp.stack(sums, axis=1)))
+    dw_db = xp.zeros((C, KK + 1), dtype=dy.dtype, device=dev)
+    for c0, c1, part in parts:
+        dw_db[c0:c1, :] += part
+    return dx, xp.reshape(dw_db[:, :KK], w.shape), dw_db[:, KK]
+
+
+def _phase_taps(geo: ConvGeometry):
+    """Stride ≠ 1, the polyphase form: tap (u, v) reads the padded input at
+    (s·i + d·u, s'·j + d'·v), i.e. phase (a, b) = (d·u mod s, d'·v mod s') of
+    it, xpad[a::s, b::s'], at (i + q, j + r) with (q, r) = (d·u // s, d'·v //
+    s'): each phase is a stride-1 problem with some of the taps. Returns {(a,
+    b): [(tap k, q, r), ...]} over all s·s' phases (those no tap reads:
+    empty), and the grid (Hq, Wq) that holds the largest phase."""
+    (sh, sw), (dh, dw) = geo.stride, geo.dilation
+    phases = {(a, b): [] for a in range(sh) for b in range(sw)}
+    for u in range(geo.KH):
+        for v in range(geo.KW):
+            taps = phases[(dh * u % sh, dw * v % sw)]
+            taps.append((u * geo.KW + v, dh * u // sh, dw * v // sw))
+    Hp, Wp = geo.H + 2 * geo.padding[0], geo.W + 2 * geo.padding[1]
+    return phases, (-(-Hp // sh), -(-Wp // sw))
+
+
+def _phase_of(geo: ConvGeometry, a: int, b: int):
+    """The input's rows and columns in phase (a, b) of the padded input
+    (slices of x), and where they start in the phase, (top, left)."""
+    (sh, sw), (ph, pw) = geo.stride, geo.padding
+    r0, c0 = (a - ph) % sh, (b - pw) % sw
+    where = (slice(min(r0, geo.H), None, sh), slice(min(c0, geo.W), None, sw))
+    return where, ((r0 + ph - a) // sh, (c0 + pw - b) // sw)
+
+
+def _phases_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
+    """Stride ≠ 1, N > 0: y by flat shifts on each phase of the padded input
+    (:func:`_phase_taps`), a block of images and channels at a time, each
+    phase padded channel-major on a grid of its own, its taps summed into
+    one accumulator."""
+    N, C, KK = geo.N, geo.C, geo.KH * geo.KW
+    taps = xp.reshape(w, (C, KK))
+    phases, (Hq, Wq) = _phase_taps(geo)
+    used = [(ab, t) for ab, t in phases.items() if t]
+    S = Hq * Wq
+    L = (geo.OH - 1) * Wq + geo.OW
+    blocks = _image_blocks(N, C, len(used) * S)
+    most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * S
+    xbuf = workspace("depthwise phases", (len(used) * most,), x)
+    abuf = workspace("depthwise sum", (most,), x)
+    tbuf = workspace("depthwise term", (most,), x) if is_numpy(x) else None
+    y = xp.empty((N, C, geo.OH, geo.OW), dtype=x.dtype, device=device_of(x))
+    shape = None  # the previous block's (images, channels)
+    for block in blocks:
+        n0, n1, c0, c1 = block
+        new, shape = (n1 - n0, c1 - c0) != shape, (n1 - n0, c1 - c0)
+        R = (c1 - c0, (n1 - n0) * S)
+        acc = xp.reshape(abuf[: R[0] * R[1]], R)
+        tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+        length = (n1 - n0 - 1) * S + L
+        for p, ((a, e), phase_taps) in enumerate(used):
+            (rows, cols), at = _phase_of(geo, a, e)
+            buf = xbuf[p * most : (p + 1) * most]  # its border stays zero
+            xb = _padded_block(xp, x[:, :, rows, cols], block, at, (Hq, Wq), buf, new)
+            offsets = [(k, q * Wq + r) for k, q, r in phase_taps]
+            flat = xp.reshape(xb, R)
+            _tap_sum(xp, flat, taps[c0:c1, :], offsets, length, acc, tmp, p > 0)
+        if b is not None:
+            run = acc[:, :length]
+            run += xp.reshape(b[c0:c1], (-1, 1))
+        grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hq, Wq))[:, :, : geo.OH, : geo.OW]
+        y[n0:n1, c0:c1, ...] = xp.permute_dims(grid, (1, 0, 2, 3))
+    return y
+
+
+def _phases_backward(xp, dy, x, w, geo: ConvGeometry, input_grad: bool):
+    """Stride ≠ 1, N > 0, x unpadded -> dx (or None), dw, db by flat shifts
+    on the phases (:func:`_phase_taps`), a block at a time, on one grid
+    (Hg, Wg) = (Hq + Q, Wq + R), Q and R the largest tap offsets: dy at (Q,
+    R), each phase of the padded input at (Q, R) of it. dw[k] is the dot
+    product of dy's run with its phase's run shifted by (q, r); the phase's
+    part of dx (the adjoint) the sum over its taps of dy's run shifted by
+    (Q − q, R − r) times w[k], written to dx[:, :, rows::s, cols::s']."""
+    N, C, KK = geo.N, geo.C, geo.KH * geo.KW
+    dev = device_of(dy)
+    taps = xp.reshape(w, (C, KK))
+    phases, (Hq, Wq) = _phase_taps(geo)
+    Q = max(q for t in phases.values() for _, q, _ in t)
+    Rr = max(r for t in phases.values() for _, _, r in t)
+    Hg, Wg = Hq + Q, Wq + Rr
+    S = Hg * Wg
+    start = Q * Wg + Rr  # dy's first run in its grid
+    L = (geo.OH - 1) * Wg + geo.OW
+    n_used = sum(1 for t in phases.values() if t)
+    blocks = _image_blocks(N, C, n_used * S)
+    most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * S
+    xbuf = workspace("depthwise phases", (n_used * most,), dy)
+    dbuf = workspace("depthwise dY", (most,), dy)
+    dx = None
+    if input_grad:
+        abuf = workspace("depthwise sum", (most,), dy)
+        tbuf = workspace("depthwise term", (most,), dy) if is_numpy(dy) else None
+        dx = xp.empty((N, C, geo.H, geo.W), dtype=dy.dtype, device=dev)
+    parts = []  # (c0, c1, (cb, KK + 1): dw's taps then db)
+    shape = None  # the previous block's (images, channels)
+    for block in blocks:
+        n0, n1, c0, c1 = block
+        new, shape = (n1 - n0, c1 - c0) != shape, (n1 - n0, c1 - c0)
+        R = (c1 - c0, (n1 - n0) * S)
+        d_flat = xp.reshape(
+            _padded_block(xp, dy, block, (Q, Rr), (Hg, Wg), dbuf, new), R
+        )
+        length = (n1 - n0 - 1) * S + L
+        g_run = d_flat[:, start : start + length]
+        sums = [None] * KK
+        p = 0
+        for (a, e), phase_taps in phases.items():
+            (rows, cols), (top, left) = _phase_of(geo, a, e)
+            if phase_taps:
+                buf = xbuf[p * most : (p + 1) * most]  # its border stays zero
+                p += 1
+                xb = _padded_block(
+                    xp, x[:, :, rows, cols], block, (top + Q, left + Rr), (Hg, Wg),
+                    buf, new,
+                )  # fmt: skip
+                x_flat = xp.reshape(xb, R)
+                for k, q, r in phase_taps:
+                    off = start + q * Wg + r
+                    sums[k] = xp.vecdot(g_run, x_flat[:, off : off + length], axis=-1)
+            if dx is None:
+                continue
+            h, wd = len(range(geo.H)[rows]), len(range(geo.W)[cols])
+            if not phase_taps:
+                dx[n0:n1, c0:c1, rows, cols] = 0
+                continue
+            if h == 0 or wd == 0:
+                continue
+            acc = xp.reshape(abuf[: R[0] * R[1]], R)
+            tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+            offsets = [(k, (Q - q) * Wg + (Rr - r)) for k, q, r in phase_taps]
+            d_length = (n1 - n0 - 1) * S + (top + h - 1) * Wg + left + wd
+            _tap_sum(xp, d_flat, taps[c0:c1, :], offsets, d_length, acc, tmp)
+            grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hg, Wg))
+            grid = grid[:, :, top : top + h, left : left + wd]
+            dx[n0:n1, c0:c1, rows, cols] = xp.permute_dims(grid, (1, 0, 2, 3))
+        sums.append(xp.sum(d_flat, axis=-1))  # db (the grid's other entries: 0)
         parts.append((c0, c1, xp.stack(sums, axis=1)))
     dw_db = xp.zeros((C, KK + 1), dtype=dy.dtype, device=dev)
     for c0, c1, part in parts:
