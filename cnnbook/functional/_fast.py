@@ -566,10 +566,17 @@ def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
         ]
         sums.append(xp.sum(g_flat, axis=-1))  # db (the grid's other entries: 0)
         parts.append((c0, c1, xp.stack(sums, axis=1)))
-    dw_db = xp.zeros((C, KK + 1), dtype=dy.dtype, device=dev)
+    return (dx, *_dw_db(xp, parts, w, dy))
+
+
+def _dw_db(xp: Any, parts: list, w: Any, like: Any) -> tuple[Any, Any]:
+    """The blocks' sums (c0, c1, (c1 − c0, KH·KW + 1): dw's taps, then db)
+    -> dw (C, 1, KH, KW), db (C,), added up over the blocks of images."""
+    C, KK = w.shape[0], w.shape[2] * w.shape[3]
+    dw_db = xp.zeros((C, KK + 1), dtype=like.dtype, device=device_of(like))
     for c0, c1, part in parts:
         dw_db[c0:c1, :] += part
-    return dx, xp.reshape(dw_db[:, :KK], w.shape), dw_db[:, KK]
+    return xp.reshape(dw_db[:, :KK], w.shape), dw_db[:, KK]
 
 
 def _phase_taps(geo: ConvGeometry):
@@ -710,10 +717,7 @@ def _phases_backward(xp, dy, x, w, geo: ConvGeometry, input_grad: bool):
             dx[n0:n1, c0:c1, rows, cols] = xp.permute_dims(grid, (1, 0, 2, 3))
         sums.append(xp.sum(d_flat, axis=-1))  # db (the grid's other entries: 0)
         parts.append((c0, c1, xp.stack(sums, axis=1)))
-    dw_db = xp.zeros((C, KK + 1), dtype=dy.dtype, device=dev)
-    for c0, c1, part in parts:
-        dw_db[c0:c1, :] += part
-    return dx, xp.reshape(dw_db[:, :KK], w.shape), dw_db[:, KK]
+    return (dx, *_dw_db(xp, parts, w, dy))
 
 
 def correlation_fits(geo: ConvGeometry) -> bool:
