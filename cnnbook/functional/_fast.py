@@ -173,24 +173,36 @@ def im2col_flat(xp: Any, xpad: Any, geo: ConvGeometry, out: Any) -> Any:
     return xp.reshape(out, (geo.C * geo.KH * geo.KW, -1))
 
 
-def col2im_flat(xp: Any, dcols: Any, geo: ConvGeometry) -> Any:
-    """Stride 1: columns (C·KH·KW, N·OH·Wp) -> dx (N, C, H, W), the adjoint
-    of :func:`im2col_flat`: each tap's run is added back where it was read
-    (its junk columns must be zero)."""
+def input_grad_flat(xp: Any, dy: Any, w: Any, geo: ConvGeometry) -> Any:
+    """Stride 1: dy (N, F, OH, OW) -> dx (N, C, H, W) = col2im(Wᵀ·dY) by flat
+    runs (a view of a :func:`cnnbook.backend.workspace` buffer: copy it
+    before the next call).
+
+    Lay dY out on the padded grid, (F, N·S) with S = (Hp + 1)·Wp, zero
+    beyond (OH, OW). Output (i, j) and tap (u, v) read padded position
+    (i + dh·u, j + dw·v), which is the flat position i·Wp + j shifted by
+    dh·u·Wp + dw·v; so row (c, u, v) of Wᵀ·dY, one run over all N images,
+    adds into channel c of the flattened dx shifted by that constant. The
+    zeros make the positions without an output add nothing: the sum is
+    col2im's, with C long runs per tap instead of N·C short ones."""
     (ph, pw), (dh, dw) = geo.padding, geo.dilation
-    Hp, Wp = geo.H + 2 * ph, geo.W + 2 * pw
-    run = geo.OH * Wp
-    # full, not zeros: NumPy's zeros maps fresh pages (page faults) each time
-    dflat = xp.full((geo.N, geo.C, (Hp + 1) * Wp), 0.0, dtype=dcols.dtype,
-                    device=device_of(dcols))  # fmt: skip
-    d = xp.reshape(dcols, (geo.C, geo.KH, geo.KW, geo.N, run))
+    G, Hp, Wp = geo.groups, geo.H + 2 * ph, geo.W + 2 * pw
+    L = geo.N * (Hp + 1) * Wp
+    grid = workspace("conv dY grid", (geo.F, geo.N, Hp + 1, Wp), like=dy)
+    grid[...] = 0
+    grid[:, :, : geo.OH, : geo.OW] = xp.permute_dims(dy, (1, 0, 2, 3))
+    w_t = xp.matrix_transpose(xp.reshape(w, (G, geo.F // G, -1)))
+    dcols = w_t @ xp.reshape(grid, (G, geo.F // G, L))  # (G, C/G·KH·KW, L)
+    dcols = xp.reshape(dcols, (geo.C, geo.KH, geo.KW, L))
+    tail = dh * (geo.KH - 1) * Wp + dw * (geo.KW - 1)  # the last tap's shift
+    dflat = workspace("conv dx", (geo.C, L + tail), like=dy)
+    dflat[...] = 0
     for u in range(geo.KH):
         for v in range(geo.KW):
             start = dh * u * Wp + dw * v
-            tap = xp.permute_dims(d[:, u, v, ...], (1, 0, 2))  # (N, C, run)
-            dflat[:, :, start : start + run] += tap
-    dxpad = xp.reshape(dflat, (geo.N, geo.C, Hp + 1, Wp))
-    return dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W]
+            dflat[:, start : start + L] += dcols[:, u, v, :]
+    dxpad = xp.reshape(dflat[:, :L], (geo.C, geo.N, Hp + 1, Wp))
+    return xp.permute_dims(dxpad[:, :, ph : ph + geo.H, pw : pw + geo.W], (1, 0, 2, 3))
 
 
 def _per_image(xp: Any, a: Any, n: int) -> Any:
@@ -252,23 +264,29 @@ def _weight_grad(xp, dy, xpad, w, geo, col2im):
     K = geo.C // G * geo.KH * geo.KW
     dw_t = xp.zeros((G, K, geo.F // G), dtype=dy.dtype, device=dev)
     for n0, n1, cols in _column_blocks(xp, xpad, geo):
-        # dY of the block as (F, n·OH·width), zero in the junk columns
-        dy_mat = workspace("conv dY", (geo.F, n1 - n0, geo.OH, width), like=dy)
-        dy_mat[..., : geo.OW] = xp.permute_dims(dy[n0:n1, ...], (1, 0, 2, 3))
-        dy_mat[..., geo.OW :] = 0
-        dy_mat = xp.reshape(dy_mat, (G, geo.F // G, -1))
+        n, dy_block = n1 - n0, dy[n0:n1, ...]
+        if width == geo.OW and narrow(geo):  # dYₙ as it is: (n, F, OH·OW)
+            dy_img = xp.reshape(dy_block, (n, geo.F, -1))
+        else:  # dY as (F, n·OH·width), zero in the junk columns
+            dy_mat = workspace("conv dY", (geo.F, n, geo.OH, width), like=dy)
+            dy_mat[..., : geo.OW] = xp.permute_dims(dy_block, (1, 0, 2, 3))
+            dy_mat[..., geo.OW :] = 0
+            dy_mat = xp.reshape(dy_mat, (G, geo.F // G, -1))
+            dy_img = xp.permute_dims(xp.reshape(dy_mat, (geo.F, n, -1)), (1, 0, 2))
         # (cols·dYᵀ)ᵀ = dY·colsᵀ: the orientation BLAS runs fastest here
         if narrow(geo):  # Σ over images of colsₙ·dYₙᵀ (a small W: faster)
-            n = n1 - n0
-            dy_img = xp.permute_dims(xp.reshape(dy_mat, (geo.F, n, -1)), (1, 2, 0))
-            dw_t += xp.sum(_per_image(xp, cols, n) @ dy_img, axis=0)
+            dy_t = xp.matrix_transpose(dy_img)
+            dw_t += xp.sum(_per_image(xp, cols, n) @ dy_t, axis=0)
         else:
             dw_t += conv._grouped(xp, cols, G) @ xp.matrix_transpose(dy_mat)
-        if col2im:
+        if col2im and geo.stride == (1, 1):  # by flat runs
+            dx[n0:n1, ...] = input_grad_flat(xp, dy_block, w, geo._replace(N=n))
+        elif col2im:
+            if width == geo.OW and narrow(geo):  # dY as (F, n·OH·OW) after all
+                dy_mat = xp.permute_dims(dy_block, (1, 0, 2, 3))
+                dy_mat = xp.reshape(dy_mat, (1, geo.F, -1))
             dcols = xp.reshape(w_t @ dy_mat, (geo.C * geo.KH * geo.KW, -1))
-            block = geo._replace(N=n1 - n0)
-            flat = width != geo.OW
-            dx[n0:n1, ...] = (col2im_flat if flat else conv.col2im)(xp, dcols, block)
+            dx[n0:n1, ...] = conv.col2im(xp, dcols, geo._replace(N=n))
     dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
     if width != geo.OW and bool(xp.any(xp.isnan(dw))):
         # junk columns met an inf or NaN of x (0·inf = NaN): the sum again,
