@@ -97,19 +97,33 @@ def _dx_kind(geo) -> str:
 
 
 def test_branch_cases_reach_every_convolution_branch():
+    """(flat runs, image-by-image products, how dx is computed, columns kept):
+    every combination the fast path takes for these shapes."""
     seen = set()
     for x_shape, w_shape, stride, padding, dilation, _bias in CONV_CASES:
         x, w = np.zeros(x_shape), np.zeros(w_shape)
         _, geo = Fn.conv.geometry("t", x, w, None, stride, padding, dilation)
-        seen.add((fast.flat_runs(geo), fast.narrow(geo), _dx_kind(geo)))
+        keep = fast.keep_columns(geo)
+        seen.add((fast.flat_runs(geo), fast.narrow(geo), _dx_kind(geo), keep))
         if _dx_kind(geo) == "correlation":  # its own forward product
             seen.add(("dx", fast.narrow(geo._replace(F=geo.C, C=geo.F))))
     assert seen == {
-        (True, True, "correlation"), (True, True, "flat col2im"),
-        (False, True, "col2im"), (True, False, "correlation"),
-        (True, False, "flat col2im"), (False, False, "col2im"),
+        (True, True, "correlation", False), (True, True, "flat col2im", False),
+        (True, False, "correlation", False), (True, False, "flat col2im", False),
+        (False, True, "correlation", True), (False, True, "flat col2im", True),
+        (False, True, "col2im", True), (False, False, "flat col2im", False),
+        (False, False, "col2im", False),
         ("dx", True), ("dx", False),
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BRANCH_CASES.values()), ids=list(BRANCH_CASES))
+def test_conv_with_columns_built_again(backend, monkeypatch, case):
+    """KEEP_COLS = 0: layers that keep their columns (a small W, strided
+    windows) build them again in the backward pass, as the others do."""
+    want = _conv_both(backend, case)[1]
+    monkeypatch.setattr(fast, "KEEP_COLS", 0)
+    _assert_same(_conv_both(backend, case)[0], want, 1e-11)
 
 
 def _conv_both(backend, case, seed=0, dtype=np.float64, input_grad=True):

@@ -14,7 +14,8 @@ Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
   small filter matrix it multiplies image by image (OpenBLAS runs a small W
   times a very wide matrix slowly).
 - :func:`conv2d_backward` builds the columns again, block by block (cheaper
-  than keeping them), orients dW's product the way BLAS prefers, skips dx on
+  than keeping them; a small layer without flat runs keeps them,
+  :func:`keep_columns`), orients dW's product the way BLAS prefers, skips dx on
   request (``input_grad=False``: the first layer, whose input is data) and,
   for stride 1, computes dx as the forward convolution of dY with the turned
   kernel (one product with inner dimension F·KH·KW instead of F, then no
@@ -65,6 +66,7 @@ __all__ = [
 # 28 px layer) would go out to memory and back, which took longer than the
 # multiplications themselves.
 COLS_BLOCK = 1 << 19
+KEEP_COLS = 1 << 21  # see keep_columns
 
 # OpenBLAS multiplies a small W (F × C·KH·KW) by a very wide matrix slowly:
 # for LeNet's layers, one product per image runs faster than one product
@@ -85,10 +87,12 @@ def image_blocks(geo: ConvGeometry, per_image: int, budget: int) -> list:
 
 
 class ConvCache(NamedTuple):
-    """The fast path's cache: the padded input (a copy), not its columns,
-    which the backward pass recomputes block by block."""
+    """The fast path's cache: the padded input (a copy) and, where
+    :func:`keep_columns`, the columns; otherwise the backward pass builds
+    them again block by block."""
 
     xpad: Any  # (N, C, Hp, Wp), at stride 1 with a zero row more (flat runs)
+    cols: Any  # (C·KH·KW, N·OH·OW) or None
     w: Any
     has_bias: bool
     geometry: ConvGeometry
@@ -114,19 +118,31 @@ def conv2d_forward(
     if xpad is x:  # a copy all the same: the cache must not change with x
         xpad = xp.asarray(x, copy=True)
     y = xp.empty((geo.N, geo.F, geo.OH, geo.OW), dtype=x.dtype, device=device_of(x))
-    for n0, n1, cols in _column_blocks(xp, xpad, geo):
+    keep = keep_columns(geo)
+    for n0, n1, cols in _column_blocks(xp, xpad, geo, keep):
         y[n0:n1, ...] = _filters_times(xp, w, cols, geo._replace(N=n1 - n0))
     if b is not None:
         y += xp.reshape(b, (1, geo.F, 1, 1))
-    return y, ConvCache(xpad, w, b is not None, geo)
+    return y, ConvCache(xpad, cols if keep else None, w, b is not None, geo)
 
 
 def flat_runs(geo: ConvGeometry) -> bool:
     """True when the columns are taken as flat runs (:func:`im2col_flat`): at
-    stride 1. The products then also compute Wp − OW junk outputs per row
-    (7 % more work for ResNet's 28 px layers, 40 % for LeNet's 14 px 5×5
-    one), which cost less than the short copies the runs save."""
-    return geo.stride == (1, 1)
+    stride 1, where the padded width Wp is at most 1.3·OW. The products then
+    also compute Wp − OW junk outputs per row (7 % more work for ResNet's
+    28 px layers, 29 % at 7 px), which costs less than the short copies the
+    runs save; not so for LeNet's 5×5 layer on 14 px without padding (40 %)."""
+    Wp = geo.W + 2 * geo.padding[1]
+    return geo.stride == (1, 1) and 10 * Wp <= 13 * geo.OW
+
+
+def keep_columns(geo: ConvGeometry) -> bool:
+    """True when the forward pass keeps its columns for the backward pass: a
+    small W (:data:`NARROW`), strided windows (no flat runs) and at most
+    :data:`KEEP_COLS` elements of them. Building them again costs such a
+    layer as much as its products (LeNet's second layer)."""
+    per_image = geo.C * geo.KH * geo.KW * geo.OH * geo.OW
+    return narrow(geo) and not flat_runs(geo) and geo.N * per_image <= KEEP_COLS
 
 
 def _row_width(geo: ConvGeometry) -> int:
@@ -135,15 +151,20 @@ def _row_width(geo: ConvGeometry) -> int:
     return geo.W + 2 * geo.padding[1] if flat_runs(geo) else geo.OW
 
 
-def _column_blocks(xp: Any, xpad: Any, geo: ConvGeometry):
+def _column_blocks(xp: Any, xpad: Any, geo: ConvGeometry, whole: bool = False):
     """Yield (n0, n1, columns (C·KH·KW, n·OH·width) of images n0..n1−1), one
-    block of about :data:`COLS_BLOCK` elements at a time, in one buffer."""
+    block of about :data:`COLS_BLOCK` elements at a time, in one buffer;
+    ``whole``: all images in one block, in a new array (to keep)."""
     width = _row_width(geo)
     per_image = geo.C * geo.KH * geo.KW * geo.OH * width
-    for n0, n1 in image_blocks(geo, per_image, COLS_BLOCK):
+    budget = geo.N * per_image if whole else COLS_BLOCK
+    for n0, n1 in image_blocks(geo, per_image, budget):
         block = geo._replace(N=n1 - n0)
         shape = (geo.C, geo.KH, geo.KW, n1 - n0, geo.OH, width)
-        buffer = workspace("conv columns", shape, like=xpad)
+        if whole:
+            buffer = xp.empty(shape, dtype=xpad.dtype, device=device_of(xpad))
+        else:
+            buffer = workspace("conv columns", shape, like=xpad)
         if width == geo.OW:
             cols = conv.im2col(xp, xpad[n0:n1, ...], block, out=buffer)
         else:
@@ -240,12 +261,12 @@ def conv2d_backward(
     if not isinstance(cache, ConvCache):  # the reference forward's columns
         dx, dw, db = conv.conv2d_backward(dy, cache)
         return (dx if input_grad else None), dw, db
-    xpad, w, has_bias, geo = cache
+    xpad, cols, w, has_bias, geo = cache
     xp = _checks.float_inputs("conv2d_backward", dy=dy, w=w)
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
     db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
     corr = geo.stride == (1, 1) and full_correlation(geo)
-    dw, dx = _weight_grad(xp, dy, xpad, w, geo, input_grad and not corr)
+    dw, dx = _weight_grad(xp, dy, xpad, cols, w, geo, input_grad and not corr)
     if not input_grad:
         return None, dw, db
     if corr:
@@ -253,9 +274,10 @@ def conv2d_backward(
     return dx, dw, db
 
 
-def _weight_grad(xp, dy, xpad, w, geo, col2im):
-    """dW = Σ over blocks of dY·colsᵀ; with ``col2im``, also dx =
-    col2im(Wᵀ·dY) block by block (else None)."""
+def _weight_grad(xp, dy, xpad, kept, w, geo, col2im):
+    """dW = Σ over blocks of dY·colsᵀ (the ``kept`` columns, or built again
+    from ``xpad``); with ``col2im``, also dx = col2im(Wᵀ·dY) block by block
+    (else None)."""
     G, width, dev = geo.groups, _row_width(geo), device_of(dy)
     dx = None
     if col2im:
@@ -263,7 +285,8 @@ def _weight_grad(xp, dy, xpad, w, geo, col2im):
         w_t = xp.matrix_transpose(xp.reshape(w, (G, geo.F // G, -1)))
     K = geo.C // G * geo.KH * geo.KW
     dw_t = xp.zeros((G, K, geo.F // G), dtype=dy.dtype, device=dev)
-    for n0, n1, cols in _column_blocks(xp, xpad, geo):
+    blocks = _column_blocks(xp, xpad, geo) if kept is None else [(0, geo.N, kept)]
+    for n0, n1, cols in blocks:
         n, dy_block = n1 - n0, dy[n0:n1, ...]
         if width == geo.OW and narrow(geo):  # dYₙ as it is: (n, F, OH·OW)
             dy_img = xp.reshape(dy_block, (n, geo.F, -1))
