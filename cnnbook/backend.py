@@ -43,6 +43,7 @@ __all__ = [
     "device_of",
     "is_numpy",
     "mask_multiply",
+    "multiply_into",
     "namespace",
     "numpy_dtype",
     "split_by_mask",
@@ -324,6 +325,28 @@ def mask_multiply(d: Any, mask: Any) -> Any:
         return np.multiply(d, mask)
     xp = array_api_compat.array_namespace(d, mask)
     return d * xp.astype(mask, d.dtype)
+
+
+def multiply_into(a: Any, b: Any, out: Any, add: bool = False, scratch: Any = None):
+    """out = a · b, or with ``add`` out += a · b (broadcasting), in place.
+
+    NumPy writes the product straight into ``out`` (to add: into ``scratch``,
+    an array of ``out``'s shape, then adds it), so a kernel's inner loop
+    makes no temporaries; the array API has no ``out=``, so other libraries
+    compute ``a * b`` and assign or add it.
+    """
+    if isinstance(out, np.ndarray):
+        if not add:
+            np.multiply(a, b, out=out)
+        elif scratch is None:
+            out += a * b
+        else:
+            np.multiply(a, b, out=scratch)
+            np.add(out, scratch, out=out)
+    elif add:
+        out += a * b
+    else:
+        out[...] = a * b
 
 
 def split_by_mask(d: Any, mask: Any, out: Any, hit: Any, miss: Any) -> None:

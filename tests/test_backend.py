@@ -272,3 +272,15 @@ def test_mixing_devices_names_both():
     msg = str(err.value)
     assert msg.startswith("batch_norm_forward:") and "gamma" in msg
     assert "device1" in msg and "CPU_DEVICE" in msg
+
+
+def test_multiply_into(backend):
+    """out = a·b or out += a·b, in place, with or without a scratch array."""
+    rng = np.random.default_rng(2)
+    a, b, start = (rng.standard_normal(s) for s in ((3, 5), (3, 1), (3, 5)))
+    for add, scratch in ((False, None), (True, None), (True, np.empty((3, 5)))):
+        out = backend.asarray(start.copy())
+        spare = None if scratch is None else backend.asarray(scratch)
+        B.multiply_into(backend.asarray(a), backend.asarray(b), out, add, spare)
+        want = start + a * b if add else a * b
+        np.testing.assert_allclose(B.to_numpy(out), want, rtol=1e-15)

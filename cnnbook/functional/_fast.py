@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from cnnbook.backend import device_of, is_numpy, split_by_mask, workspace
+from cnnbook.backend import device_of, multiply_into, split_by_mask, workspace
 from cnnbook.functional import _checks, conv, norm, pool
 from cnnbook.functional._window import ConvGeometry, pad, pad_sides, window
 
@@ -395,24 +395,16 @@ def _padded_block(xp: Any, a: Any, block, at, grid, buf: Any, border=True) -> An
 def _tap_sum(xp, flat, taps, offsets, length, acc, tmp, add=False) -> None:
     """flat (cb, R), taps (cb, KH·KW): acc[:, :length] = Σ over taps k of
     flat[:, off_k : off_k + length] · taps[:, k] (``add``: += instead; acc,
-    tmp: (cb, R) buffers; tmp None: no ``out=``, the portable twin)."""
-    a = acc[:, :length]
+    tmp: (cb, R) buffers, tmp for the products on the way: NumPy then makes
+    no temporaries, two passes per tap, in cache)."""
+    a, t = acc[:, :length], tmp[:, :length]
     first, rest = (None, offsets) if add else (offsets[0], offsets[1:])
-    if tmp is None:
-        if first is not None:
-            k0, off0 = first
-            a[...] = flat[:, off0 : off0 + length] * taps[:, k0 : k0 + 1]
-        for k, off in rest:
-            a += flat[:, off : off + length] * taps[:, k : k + 1]
-        return
-    # NumPy: written in place, no temporaries (two passes per tap, in cache)
-    t = tmp[:, :length]
     if first is not None:
         k0, off0 = first
-        xp.multiply(flat[:, off0 : off0 + length], taps[:, k0 : k0 + 1], out=a)
+        multiply_into(flat[:, off0 : off0 + length], taps[:, k0 : k0 + 1], a)
     for k, off in rest:
-        xp.multiply(flat[:, off : off + length], taps[:, k : k + 1], out=t)
-        xp.add(a, t, out=a)
+        run = flat[:, off : off + length]
+        multiply_into(run, taps[:, k : k + 1], a, add=True, scratch=t)
 
 
 def depthwise(geo: ConvGeometry) -> bool:
@@ -465,7 +457,7 @@ def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
     size = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * Hp * Wp
     xbuf = workspace("depthwise x", (size,), x)
     abuf = workspace("depthwise sum", (size,), x)
-    tbuf = workspace("depthwise term", (size,), x) if is_numpy(x) else None
+    tbuf = workspace("depthwise term", (size,), x)
     y = xp.empty((N, C, geo.OH, geo.OW), dtype=x.dtype, device=dev)
     shape = None  # the previous block's (images, channels)
     for block in blocks:
@@ -474,7 +466,7 @@ def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
         xb = _padded_block(xp, x, block, geo.padding, (Hp, Wp), xbuf, new)
         R = (c1 - c0, (n1 - n0) * Hp * Wp)
         acc = xp.reshape(abuf[: R[0] * R[1]], R)
-        tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+        tmp = xp.reshape(tbuf[: R[0] * R[1]], R)
         length = (n1 - n0 - 1) * Hp * Wp + L
         _tap_sum(xp, xp.reshape(xb, R), taps[c0:c1, :], offsets, length, acc, tmp)
         if b is not None:  # on the long runs: on the cropped ones it is 5x slower
@@ -575,7 +567,7 @@ def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
     if correlate:
         dbuf = workspace("depthwise dY", (most * Sd,), dy)
         abuf = workspace("depthwise sum", (most * Sd,), dy)
-        tbuf = workspace("depthwise term", (most * Sd,), dy) if is_numpy(dy) else None
+        tbuf = workspace("depthwise term", (most * Sd,), dy)
     parts = []  # (c0, c1, (cb, KK + 1): dw's taps then db)
     shape = None  # the previous block's (images, channels)
     for block in blocks:
@@ -590,7 +582,7 @@ def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
             )
             R = tuple(d_flat.shape)
             acc = xp.reshape(abuf[: R[0] * R[1]], R)
-            tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+            tmp = xp.reshape(tbuf[: R[0] * R[1]], R)
             d_length = (n1 - n0 - 1) * Sd + d_L
             _tap_sum(xp, d_flat, turned[c0:c1, :], d_offsets, d_length, acc, tmp)
             grid = xp.reshape(acc, (c1 - c0, n1 - n0, Hd, Wd))[:, :, : geo.H, : geo.W]
@@ -661,7 +653,7 @@ def _phases_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
     most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * S
     xbuf = workspace("depthwise phases", (len(used) * most,), x)
     abuf = workspace("depthwise sum", (most,), x)
-    tbuf = workspace("depthwise term", (most,), x) if is_numpy(x) else None
+    tbuf = workspace("depthwise term", (most,), x)
     y = xp.empty((N, C, geo.OH, geo.OW), dtype=x.dtype, device=device_of(x))
     shape = None  # the previous block's (images, channels)
     for block in blocks:
@@ -669,7 +661,7 @@ def _phases_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
         new, shape = (n1 - n0, c1 - c0) != shape, (n1 - n0, c1 - c0)
         R = (c1 - c0, (n1 - n0) * S)
         acc = xp.reshape(abuf[: R[0] * R[1]], R)
-        tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+        tmp = xp.reshape(tbuf[: R[0] * R[1]], R)
         length = (n1 - n0 - 1) * S + L
         for p, ((a, e), phase_taps) in enumerate(used):
             (rows, cols), at = _phase_of(geo, a, e)
@@ -712,7 +704,7 @@ def _phases_backward(xp, dy, x, w, geo: ConvGeometry, input_grad: bool):
     dx = None
     if input_grad:
         abuf = workspace("depthwise sum", (most,), dy)
-        tbuf = workspace("depthwise term", (most,), dy) if is_numpy(dy) else None
+        tbuf = workspace("depthwise term", (most,), dy)
         dx = xp.empty((N, C, geo.H, geo.W), dtype=dy.dtype, device=dev)
     parts = []  # (c0, c1, (cb, KK + 1): dw's taps then db)
     shape = None  # the previous block's (images, channels)
@@ -749,7 +741,7 @@ def _phases_backward(xp, dy, x, w, geo: ConvGeometry, input_grad: bool):
             if h == 0 or wd == 0:
                 continue
             acc = xp.reshape(abuf[: R[0] * R[1]], R)
-            tmp = None if tbuf is None else xp.reshape(tbuf[: R[0] * R[1]], R)
+            tmp = xp.reshape(tbuf[: R[0] * R[1]], R)
             offsets = [(k, (Q - q) * Wg + (Rr - r)) for k, q, r in phase_taps]
             d_length = (n1 - n0 - 1) * S + (top + h - 1) * Wg + left + wd
             _tap_sum(xp, d_flat, taps[c0:c1, :], offsets, d_length, acc, tmp)
