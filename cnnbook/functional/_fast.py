@@ -252,10 +252,12 @@ def conv2d_backward(
     forward's cache (or the reference's). With ``input_grad=False`` dx is not
     computed (returned as None): nobody needs it for the first layer.
 
-    Block by block, the columns are recomputed from the padded input and
-    dW += dY·colsᵀ. dx at stride 1 is the forward convolution of dY with the
-    turned kernel (:func:`input_grad_correlate`); otherwise col2im(Wᵀ·dY) of
-    each block."""
+    Block by block, the columns are built again from the padded input (or
+    taken from the cache, :func:`keep_columns`) and dW += dY·colsᵀ. dx at
+    stride 1 is the forward convolution of dY with the turned kernel
+    (:func:`input_grad_correlate`; with fewer than 16 input channels
+    col2im(Wᵀ·dY) by flat runs, :func:`input_grad_flat`), otherwise
+    col2im(Wᵀ·dY) of each block."""
     if isinstance(cache, DepthwiseCache):
         return depthwise_backward(dy, cache, input_grad)
     if not isinstance(cache, ConvCache):  # the reference forward's columns
