@@ -195,6 +195,20 @@ def test_conv_in_several_blocks_of_images(backend, monkeypatch, name):
         _assert_same(_conv_both(backend, case)[0], want, 1e-11)
 
 
+def _dw_of_infinite_input(backend, x, w, stride=1, groups=1):
+    """(fast, reference) dW for an x holding ±inf, dY all ones."""
+    x, w = backend.asarray(x), backend.asarray(w)
+    out = []
+    for forward, backward in (
+        (fast.conv2d_forward, fast.conv2d_backward),
+        (Fn.conv2d_forward, Fn.conv2d_backward),
+    ):
+        y, cache = forward(x, w, None, stride, 1, 1, groups)
+        dy = backend.asarray(np.ones(tuple(y.shape)))
+        out.append(backend.to_numpy(backward(dy, cache)[1]))
+    return out
+
+
 def test_weight_grad_where_junk_columns_meet_infinity(backend):
     """Flat runs read past each row's end into junk columns, which dY's zeros
     cancel, except that 0·inf is NaN: an infinite input must give the
@@ -202,19 +216,10 @@ def test_weight_grad_where_junk_columns_meet_infinity(backend):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 3, 6, 6))
     x[0, 1, 2, 5] = np.inf  # last column: read by the next row's junk
-    x = backend.asarray(x)
-    w = backend.asarray(rng.standard_normal((4, 3, 3, 3)))
-    got, want = [], []
-    for forward, backward, out in (
-        (fast.conv2d_forward, fast.conv2d_backward, got),
-        (Fn.conv2d_forward, Fn.conv2d_backward, want),
-    ):
-        y, cache = forward(x, w, None, 1, 1)
-        dy = backend.asarray(np.ones(tuple(y.shape)))
-        out.append(backend.to_numpy(backward(dy, cache)[1]))
-    assert np.isinf(want[0]).any()
-    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
-    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    got, want = _dw_of_infinite_input(backend, x, rng.standard_normal((4, 3, 3, 3)))
+    assert np.isinf(want).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 # Grouped and depthwise: (x, w, stride, padding, dilation, bias, groups)
@@ -653,16 +658,8 @@ def test_depthwise_weight_grad_where_junk_meets_infinity(backend, stride):
     x = rng.standard_normal((2, 3, 6, 6))
     x[0, 1, 2, 5] = np.inf  # last column: junk for the left taps' runs
     x[1, 0, 5, 0] = -np.inf  # last row, first column
-    x = backend.asarray(x)
-    w = backend.asarray(rng.standard_normal((3, 1, 3, 3)))
-    got, want = [], []
-    for forward, backward, out in (
-        (fast.conv2d_forward, fast.conv2d_backward, got),
-        (Fn.conv2d_forward, Fn.conv2d_backward, want),
-    ):
-        y, cache = forward(x, w, None, stride, 1, 1, 3)
-        dy = backend.asarray(np.ones(tuple(y.shape)))
-        out.append(backend.to_numpy(backward(dy, cache)[1]))
-    assert np.isinf(want[0]).any() and np.isfinite(want[0]).any()
-    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
-    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    w = rng.standard_normal((3, 1, 3, 3))
+    got, want = _dw_of_infinite_input(backend, x, w, stride, groups=3)
+    assert np.isinf(want).any() and np.isfinite(want).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
