@@ -368,6 +368,23 @@ def split_by_mask(d: Any, mask: Any, out: Any, hit: Any, miss: Any) -> None:
     out[miss] = d - routed
 
 
+# The fast kernels work a block of images at a time. On a CPU a block that
+# fits in cache pays (the caller's budget: its columns are read back from
+# cache). On a GPU every array operation is a kernel launch (~13 µs each,
+# measured on an H200: benchmarks/results/gpu.json), and a batch cut into
+# cache-sized blocks multiplies the launches by the number of blocks: there
+# the blocks are as large as memory comfortably allows.
+DEVICE_BLOCK = 1 << 27  # elements: 512 MiB of float32
+
+
+def block_elements(like: Any, cache_budget: int) -> int:
+    """Elements of one block of a fast kernel's work on ``like``'s backend:
+    ``cache_budget`` for NumPy, at least :data:`DEVICE_BLOCK` elsewhere."""
+    if isinstance(like, np.ndarray):
+        return cache_budget
+    return max(cache_budget, DEVICE_BLOCK)
+
+
 # A fast kernel's working arrays (a block of im2col columns, ~2 MB) cost
 # more to page in fresh, as NumPy allocates them, than to fill: a 2 MB
 # array is mapped anew on each call and the kernel zeroes its 512 pages

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cnnbook.backend as B
 import cnnbook.functional as Fn
 from cnnbook.functional import _fast as fast
 
@@ -184,6 +185,7 @@ def test_conv_in_several_blocks_of_images(backend, monkeypatch, name):
     short last block where the batch does not divide)."""
     case = BRANCH_CASES.get(name) or GROUPED_CASES[name]
     want = _conv_both(backend, case)[1]
+    monkeypatch.setattr(B, "DEVICE_BLOCK", 0)  # devices too: CPU blocks
     monkeypatch.setattr(fast, "COLS_BLOCK", 1)
     _assert_same(_conv_both(backend, case)[0], want, 1e-11)
     x_shape, w_shape, stride, padding, dilation, _bias, *groups = case
@@ -193,6 +195,35 @@ def test_conv_in_several_blocks_of_images(backend, monkeypatch, name):
         per_image = geo.C * geo.KH * geo.KW * geo.OH * fast._row_width(geo)
         monkeypatch.setattr(fast, "COLS_BLOCK", 2 * per_image)
         _assert_same(_conv_both(backend, case)[0], want, 1e-11)
+
+
+@pytest.mark.parametrize(
+    "name, blocks", [("wide, stride 1 (flat shift)", "image_blocks"),
+                     ("depthwise, stride 1", "_image_blocks")],
+)  # fmt: skip
+def test_blocks_on_a_device_hold_the_batch(backend, monkeypatch, name, blocks):
+    """On NumPy the work goes a cache-sized block at a time; on a device (CuPy,
+    and the strict stand-in) a block holds up to DEVICE_BLOCK elements, so the
+    kernel launches do not multiply with the batch. With the CPU budgets at
+    one element: one block per image on NumPy, one for the batch elsewhere."""
+    monkeypatch.setattr(fast, "COLS_BLOCK", 1)
+    monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", 1)
+    split, seen = getattr(fast, blocks), []
+
+    def spy(*args):
+        seen.append(split(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(fast, blocks, spy)
+    case = BRANCH_CASES.get(name) or GROUPED_CASES[name]
+    got, want = _conv_both(backend, case)
+    _assert_same(got, want, 1e-11)
+    n_images, n_channels = case[0][:2]
+    if backend.name == "numpy":
+        per_batch = n_images * (n_channels if blocks == "_image_blocks" else 1)
+    else:
+        per_batch = 1
+    assert seen and all(len(b) == per_batch for b in seen), seen
 
 
 def _dw_of_infinite_input(backend, x, w, stride=1, groups=1):
@@ -316,6 +347,7 @@ def test_grouped_cases_reach_every_branch():
 def test_depthwise_in_blocks_of_images(backend, monkeypatch, block):
     """The stride-1 depthwise kernels take a block of images at a time: one
     image per block, two (the last block shorter), all three at once."""
+    monkeypatch.setattr(B, "DEVICE_BLOCK", 0)  # devices too: CPU blocks
     monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
     got, want = _conv_both(backend, GROUPED_CASES["depthwise, stride 1"])
     _assert_same(got, want, 1e-11)
@@ -601,6 +633,7 @@ def test_depthwise_in_blocks_of_images_and_channels(backend, monkeypatch, block)
     """Blocks split the channels too: one image and one channel per block;
     two images (the last block shorter) and one channel; all three images
     and two channels (72: one padded 9 × 8 image)."""
+    monkeypatch.setattr(B, "DEVICE_BLOCK", 0)  # devices too: CPU blocks
     monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
     got, want = _conv_both(backend, GROUPED_CASES["depthwise, stride 1"])
     _assert_same(got, want, 1e-11)
@@ -615,6 +648,7 @@ def test_depthwise_in_blocks_of_images_and_channels(backend, monkeypatch, block)
 def test_depthwise_dx_grid_unlike_the_input_grid(backend, monkeypatch, case, block):
     """Padding other than 'same': dy padded for dx has another shape than the
     padded input, so dw takes dy on a grid of its own."""
+    monkeypatch.setattr(B, "DEVICE_BLOCK", 0)  # devices too: CPU blocks
     monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
     got, want = _conv_both(backend, case)
     _assert_same(got, want, 1e-11)
@@ -624,6 +658,7 @@ def test_depthwise_dx_grid_unlike_the_input_grid(backend, monkeypatch, case, blo
 def test_depthwise_mobilenet_width_in_several_blocks(backend, monkeypatch, dtype, tol):
     """MobileNet's 32-channel 56 px layer fits one block of the default size
     with two images; at 2^14 elements it takes 16 blocks of two channels."""
+    monkeypatch.setattr(B, "DEVICE_BLOCK", 0)  # devices too: CPU blocks
     monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", 1 << 14)
     case = GROUPED_CASES["depthwise, 32 ch 56 px"]
     got, want = _conv_both(backend, case, dtype=dtype)
@@ -644,6 +679,7 @@ def test_depthwise_phases_in_blocks(backend, monkeypatch, name, block):
     channel): one image and channel per block; both images, one channel
     (forward); both images, channels 2 + 2 or 2 + 1 (backward: the last block
     of another shape); everything at once."""
+    monkeypatch.setattr(B, "DEVICE_BLOCK", 0)  # devices too: CPU blocks
     monkeypatch.setattr(fast, "DEPTHWISE_BLOCK", block)
     got, want = _conv_both(backend, GROUPED_CASES[name])
     _assert_same(got, want, 1e-11)

@@ -43,7 +43,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from cnnbook.backend import device_of, multiply_into, split_by_mask, workspace
+from cnnbook.backend import (
+    block_elements,
+    device_of,
+    multiply_into,
+    split_by_mask,
+    workspace,
+)
 from cnnbook.functional import _checks, conv, norm, pool
 from cnnbook.functional._window import ConvGeometry, pad, pad_sides, window
 
@@ -153,11 +159,12 @@ def _row_width(geo: ConvGeometry) -> int:
 
 def _column_blocks(xp: Any, xpad: Any, geo: ConvGeometry, whole: bool = False):
     """Yield (n0, n1, columns (C·KH·KW, n·OH·width) of images n0..n1−1), one
-    block of about :data:`COLS_BLOCK` elements at a time, in one buffer;
+    block of about :data:`COLS_BLOCK` elements at a time (on a GPU larger:
+    :func:`cnnbook.backend.block_elements`), in one buffer;
     ``whole``: all images in one block, in a new array (to keep)."""
     width = _row_width(geo)
     per_image = geo.C * geo.KH * geo.KW * geo.OH * width
-    budget = geo.N * per_image if whole else COLS_BLOCK
+    budget = geo.N * per_image if whole else block_elements(xpad, COLS_BLOCK)
     for n0, n1 in image_blocks(geo, per_image, budget):
         block = geo._replace(N=n1 - n0)
         shape = (geo.C, geo.KH, geo.KW, n1 - n0, geo.OH, width)
@@ -358,14 +365,16 @@ def _flat_taps(geo: ConvGeometry):
 DEPTHWISE_BLOCK = 1 << 18
 
 
-def _image_blocks(N: int, C: int, per_image: int):
+def _image_blocks(N: int, C: int, per_image: int, like: Any):
     """Blocks (n0, n1, c0, c1) of images and channels, each of about
-    DEPTHWISE_BLOCK elements at ``per_image`` per image and channel: as many
-    images as fit (the longer each channel's run, the less NumPy's per-row
-    overhead counts), then as many channels; sizes balanced."""
-    nb = min(N, max(1, DEPTHWISE_BLOCK // max(1, per_image)))
+    DEPTHWISE_BLOCK elements (on a GPU: :func:`cnnbook.backend.block_elements`)
+    at ``per_image`` per image and channel: as many images as fit (the longer
+    each channel's run, the less NumPy's per-row overhead counts), then as
+    many channels; sizes balanced."""
+    budget = block_elements(like, DEPTHWISE_BLOCK)
+    nb = min(N, max(1, budget // max(1, per_image)))
     nb = -(-N // -(-N // nb))  # the same number of blocks, sizes balanced
-    cb = min(C, max(1, DEPTHWISE_BLOCK // max(1, nb * per_image)))
+    cb = min(C, max(1, budget // max(1, nb * per_image)))
     cb = -(-C // -(-C // cb))
     return [
         (n0, min(N, n0 + nb), c0, min(C, c0 + cb))
@@ -455,7 +464,7 @@ def _depthwise_apply(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry):
         return y, xpad
     offsets, L, Wp = _flat_taps(geo)
     Hp = geo.H + 2 * geo.padding[0]
-    blocks = _image_blocks(N, C, Hp * Wp)
+    blocks = _image_blocks(N, C, Hp * Wp, x)
     size = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * Hp * Wp
     xbuf = workspace("depthwise x", (size,), x)
     abuf = workspace("depthwise sum", (size,), x)
@@ -562,7 +571,7 @@ def _depthwise_backward_flat(xp, dy, x, w, geo: ConvGeometry, correlate: bool):
         dx = xp.empty((N, C, geo.H, geo.W), dtype=dy.dtype, device=dev)
     shared = correlate and (Hd, Wd) == (Hp, Wp)
     start = dpad[0] * Wp + dpad[1] if shared else 0  # dy's first run in its grid
-    blocks = _image_blocks(N, C, max(S, Sd) if correlate else S)
+    blocks = _image_blocks(N, C, max(S, Sd) if correlate else S, dy)
     most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks)
     xbuf = workspace("depthwise x", (most * S,), dy)
     gbuf = None if shared else workspace("depthwise dY grid", (most * S,), dy)
@@ -651,7 +660,7 @@ def _phases_forward(xp: Any, x: Any, w: Any, b: Any, geo: ConvGeometry) -> Any:
     used = [(ab, t) for ab, t in phases.items() if t]
     S = Hq * Wq
     L = (geo.OH - 1) * Wq + geo.OW
-    blocks = _image_blocks(N, C, len(used) * S)
+    blocks = _image_blocks(N, C, len(used) * S, x)
     most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * S
     xbuf = workspace("depthwise phases", (len(used) * most,), x)
     abuf = workspace("depthwise sum", (most,), x)
@@ -699,7 +708,7 @@ def _phases_backward(xp, dy, x, w, geo: ConvGeometry, input_grad: bool):
     start = Q * Wg + Rr  # dy's first run in its grid
     L = (geo.OH - 1) * Wg + geo.OW
     n_used = sum(1 for t in phases.values() if t)
-    blocks = _image_blocks(N, C, n_used * S)
+    blocks = _image_blocks(N, C, n_used * S, dy)
     most = max((n1 - n0) * (c1 - c0) for n0, n1, c0, c1 in blocks) * S
     xbuf = workspace("depthwise phases", (n_used * most,), dy)
     dbuf = workspace("depthwise dY", (most,), dy)
