@@ -3,7 +3,7 @@
 Needs CuPy and a CUDA device (PyTorch with CUDA for the peer timings); run from
 the repository root on such a machine:
 
-    python benchmarks/gpu.py            # ~1 minute -> benchmarks/results/gpu.json
+    python benchmarks/gpu.py          # ~1 min -> benchmarks/results/gpu/latest.json
     python benchmarks/gpu.py --quick    # small batches: checks it works
 
 The book is built on a machine without a GPU, so the chapter cannot run its
@@ -243,7 +243,7 @@ def test_summary(junit: Path) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches")
-    parser.add_argument("--out", type=Path, default=RESULTS / "gpu.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "gpu" / "latest.json")
     parser.add_argument("--junit", type=Path, help="the CuPy leg's JUnit report")
     args = parser.parse_args(argv)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU leg, for a machine with CuPy and a CUDA device (CI has neither):
 # every test of the suite that runs on the "cupy" backend, then
-# benchmarks/gpu.py (-> benchmarks/results/gpu.json, with the tests' counts;
+# benchmarks/gpu.py (-> benchmarks/results/gpu/latest.json, with the tests' counts;
 # the CPU/GPU chapter reads it).
 #
 #   bash scripts/gpu_check.sh                        # the project's .venv

@@ -91,3 +91,47 @@ def test_table_and_figure(quick_result, tmp_path):
     path = tmp_path / "fig.png"
     suite.figure(result["cases"], path, "quick")
     assert path.stat().st_size > 0
+
+
+def _load_gpu_script():
+    spec = importlib.util.spec_from_file_location(
+        "cnnbook_benchmarks_gpu", ROOT / "benchmarks" / "gpu.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_script_on_the_strict_device(tmp_path):
+    """benchmarks/gpu.py needs a GPU to run whole; its measurements run on
+    the strict stand-in device here, so the script cannot rot unseen."""
+    gpu = _load_gpu_script()
+    gpu.GPU = "strict"
+    said = gpu.discipline(gpu.gpu_namespace())
+    assert (
+        "x is a NumPy array but w is an array_api_strict array"
+        in said["model on the GPU, batch on the host"]
+    )
+    assert said["np.asarray(device array)"].startswith("RuntimeError")
+    same = gpu.agreement("lenet5")
+    assert same["loss_numpy"] == same["loss_gpu"]
+    assert same["largest_parameter_difference"] == 0
+
+    class NoGPU:  # steps() asks only for a device to synchronise
+        class cuda:
+            class Device:
+                def synchronize(self):
+                    pass
+
+    (row,) = [r for r in gpu.steps(NoGPU, None, (2,)) if r["model"] == "lenet5"]
+    assert row["batch"] == 2 and row["ours_ms"] > 0 and "torch_ms" not in row
+    report = tmp_path / "report.xml"
+    report.write_text(
+        '<testsuites><testsuite tests="3" failures="1" errors="0" skipped="1">'
+        '<testcase classname="t" name="a"/><testcase classname="t" name="b">'
+        '<failure message="x"/></testcase><testcase classname="t" name="c">'
+        "<skipped/></testcase></testsuite></testsuites>"
+    )
+    assert gpu.test_summary(report) == {
+        "tests": 3, "failures": 1, "errors": 0, "skipped": 1, "failed": ["t::b"]
+    }  # fmt: skip

@@ -261,3 +261,63 @@ def test_count_host_traffic_counts_by_site_and_restores():
     assert seen.to_host == {"test_book_support_devices.py, in step": 4}
     assert seen.device_copies == {"test_book_support_devices.py, in step": 2}
     assert Array.__float__ is before and xp.asarray.__name__ == "asarray"
+
+
+# ----------------------------------------------------------------------------
+# the GPU record (benchmarks/gpu.py)
+# ----------------------------------------------------------------------------
+def _gpu_record():
+    return {
+        "machine": {"gpu": "Test GPU"},
+        "tests": {"tests": 3, "failures": 0, "errors": 0, "skipped": 0, "failed": []},
+        "launch_us": 9.0,
+        "steps": [
+            {"model": "lenet5", "batch": 64, "ours_loss": 2.3, "ours_ms": 7.0,
+             "torch_loss": 2.3, "torch_ms": 2.0},
+            {"model": "lenet5", "batch": 256, "ours_loss": 2.2, "ours_ms": 9.0},
+        ],
+        "transfer": [{"what": "MNIST, 64 digits", "bytes": 200704,
+                      "pageable_ms": 0.03, "pinned_ms": 0.02}],
+    }  # fmt: skip
+
+
+def test_gpu_record_checks_and_table(tmp_path):
+    r = _gpu_record()
+    assert D.check_gpu(r) == 10  # 1 GPU + 2 tests + 4 steps + 2 transfer + 1 launch
+    assert D.gpu_steps(r) == {"lenet5": {64: {"cnnbook": 7.0, "torch": 2.0},
+                                         256: {"cnnbook": 9.0}}}  # fmt: skip
+    assert D.load_gpu("latest", tmp_path) is None
+    (tmp_path / "latest.json").write_text(json.dumps(r))
+    assert D.load_gpu("latest", tmp_path) == r
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"not a benchmarks/gpu\.py result"):
+        D.load_gpu("other", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (lambda r: r["tests"].update(failures=1, failed=["t::x"]), "tests failed"),
+        (lambda r: r["steps"][0].update(torch_loss=2.5), "first losses differ"),
+        (lambda r: r["transfer"][0].update(bytes=1), "bytes"),
+        (lambda r: r["machine"].pop("gpu"), "no GPU named"),
+    ],
+)
+def test_gpu_record_check_fails(spoil, message):
+    r = _gpu_record()
+    spoil(r)
+    with pytest.raises(ValueError, match=message):
+        D.check_gpu(r)
+
+
+def test_committed_gpu_records():
+    """The stored records are consistent, and the one the chapter compares
+    against (the first run, CPU-sized blocks) holds the same cases."""
+    latest, first = D.load_gpu(), D.load_gpu("cpu-blocks")
+    if latest is None:
+        pytest.skip("no benchmarks/results/gpu/latest.json yet")
+    assert D.check_gpu(latest) > 0 and D.check_gpu(first) > 0
+    assert D.gpu_steps(first).keys() == D.gpu_steps(latest).keys()
+    ax = D.plot_gpu_steps({"now": latest, "first": first})
+    assert len(ax.get_lines()) == 3 * len(D.gpu_steps(latest))
+    matplotlib.pyplot.close("all")

@@ -17,6 +17,9 @@ M = F, K = C·KH·KW and P = N·OH·OW.
 - :func:`find_benchmarks`, :func:`load_benchmarks`, :func:`benchmark_rows`,
   :func:`check_benchmarks`, :func:`machine_summary`, :func:`benchmark_html`
   and :func:`plot_benchmarks` read and show ``benchmarks/results/*.json``.
+- :func:`load_gpu`, :func:`gpu_steps`, :func:`check_gpu` and
+  :func:`plot_gpu_steps` read and show what ``benchmarks/gpu.py`` measured
+  on a GPU (``benchmarks/results/gpu/``).
 
 Nothing here branches on the array library: the namespace and device come
 from :mod:`cnnbook.backend`, and synchronising asks the device object itself.
@@ -47,15 +50,19 @@ __all__ = [
     "benchmark_rows",
     "branching_sites",
     "check_benchmarks",
+    "check_gpu",
     "conv_gemm",
     "count_host_traffic",
     "failure",
     "find_benchmarks",
+    "gpu_steps",
     "html_table",
     "load_benchmarks",
+    "load_gpu",
     "machine_summary",
     "memory_budget",
     "plot_benchmarks",
+    "plot_gpu_steps",
     "synchronize",
     "timed",
     "where",
@@ -510,4 +517,107 @@ def plot_benchmarks(result: dict[str, Any], ax: Any = None) -> Any:
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("time cnnbook / time PyTorch (median; | target; < 1 faster)")
+    return ax
+
+
+# ----------------------------------------------------------------------------
+# measured on a GPU (benchmarks/gpu.py, run by scripts/gpu_check.sh)
+# ----------------------------------------------------------------------------
+#: Records of ``benchmarks/gpu.py``: ``latest.json`` and earlier runs kept
+#: for comparison; written on a machine with a GPU, read by the chapter.
+GPU_RESULTS = RESULTS / "gpu"
+
+
+def load_gpu(name: str = "latest", folder: Path | str | None = None) -> dict | None:
+    """The GPU record ``<name>.json`` (in :data:`GPU_RESULTS`), or None where
+    there is none."""
+    path = Path(folder if folder is not None else GPU_RESULTS) / f"{name}.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    if "steps" not in result or "machine" not in result:
+        raise ValueError(f"{path}: not a benchmarks/gpu.py result")
+    return result
+
+
+def gpu_steps(result: dict[str, Any]) -> dict[str, dict[int, dict[str, float]]]:
+    """The record's training steps as {model: {batch: {"cnnbook": ms,
+    "torch": ms}}} (medians; "torch" where PyTorch ran)."""
+    table: dict[str, dict[int, dict[str, float]]] = {}
+    for row in result["steps"]:
+        times = {"cnnbook": row["ours_ms"]}
+        if "torch_ms" in row:
+            times["torch"] = row["torch_ms"]
+        table.setdefault(row["model"], {})[row["batch"]] = times
+    return table
+
+
+def check_gpu(result: dict[str, Any]) -> int:
+    """Check a GPU record's internal consistency; return how many facts held.
+
+    It names its GPU; no test of its CuPy leg failed (where it holds the
+    counts); each step ran the same network on the same batch in both
+    libraries (first losses within 10⁻⁴) in a positive time; the transfers
+    moved float32 batches of the sizes named. Raises ``ValueError`` naming
+    the first fact that fails.
+    """
+    checked = 0
+
+    def check(ok: bool, what: str) -> None:
+        nonlocal checked
+        if not ok:
+            raise ValueError(f"check_gpu: {what}")
+        checked += 1
+
+    check(bool(result["machine"].get("gpu")), "no GPU named")
+    tests = result.get("tests")
+    if tests is not None:
+        check(tests["tests"] > 0, "the CuPy leg ran no test")
+        bad = tests["failures"] + tests["errors"]
+        check(bad == 0 and not tests["failed"], f"tests failed: {tests['failed']}")
+    for row in result["steps"]:
+        what = f"{row['model']} at batch {row['batch']}"
+        check(row["ours_ms"] > 0, f"{what}: no time")
+        if "torch_ms" in row:
+            check(row["torch_ms"] > 0, f"{what}: no PyTorch time")
+            same = abs(row["ours_loss"] - row["torch_loss"]) < 1e-4
+            check(same, f"{what}: the two libraries' first losses differ")
+    sizes = {"MNIST, 64 digits": 64 * 28 * 28 * 4,
+             "ImageNet, 256 crops": 256 * 3 * 224 * 224 * 4}  # fmt: skip
+    for row in result["transfer"]:
+        check(row["bytes"] == sizes.get(row["what"]), f"{row['what']}: bytes")
+        check(0 < row["pinned_ms"] and 0 < row["pageable_ms"], f"{row['what']}: times")
+    check(result["launch_us"] > 0, "no launch time")
+    return checked
+
+
+def plot_gpu_steps(records: dict[str, dict[str, Any]], ax: Any = None) -> Any:
+    """Training-step time against batch size (log-log), one line per model
+    and library for each record ({label: record}; PyTorch from the first).
+    Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 5.2), layout="constrained")
+    colors = {"lenet5": "tab:blue", "resnet": "tab:red"}
+    names = {"lenet5": "LeNet-5", "resnet": "ResNet"}
+    styles = iter(["-o", ":s", "-.^"])
+    for k, (label, record) in enumerate(records.items()):
+        style = next(styles)
+        for model, by_batch in gpu_steps(record).items():
+            batches = sorted(by_batch)
+            ours = [by_batch[n]["cnnbook"] for n in batches]
+            ax.plot(batches, ours, style, color=colors.get(model),
+                    label=f"{names.get(model, model)}, cnnbook ({label})")  # fmt: skip
+            if k == 0 and all("torch" in by_batch[n] for n in batches):
+                peer = [by_batch[n]["torch"] for n in batches]
+                ax.plot(batches, peer, "--x", color=colors.get(model), alpha=0.6,
+                        label=f"{names.get(model, model)}, PyTorch")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    batches = sorted({row["batch"] for r in records.values() for row in r["steps"]})
+    ax.set_xticks(batches, [str(n) for n in batches])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("ms per training step (median)")
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     return ax
