@@ -46,11 +46,11 @@ for path in (ROOT, ROOT / "book" / "support", ROOT / "benchmarks"):
         sys.path.insert(0, str(path))
 
 from cnnbook_book.devices import failure  # noqa: E402
+from run import _torch_mirror, sgd_step  # noqa: E402  (benchmarks/run.py)
 
 import cnnbook  # noqa: E402
 import cnnbook.backend as B  # noqa: E402
-import cnnbook.functional as Fn  # noqa: E402
-from cnnbook import models, optim  # noqa: E402
+from cnnbook import models  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 GPU = "cupy"  # the backend measured ("strict" dry-runs the script on a CPU)
@@ -124,18 +124,9 @@ def batch(n: int, seed: int = 0):
 def train_step(model_name: str, backend: str, n: int):
     """(model, step) with ``step()`` one SGD step on a fixed batch -> loss."""
     model = models.get_model(model_name, seed=0, input_grad=False).to(backend)
-    opt = optim.SGD(model.parameters(), lr=0.01)
     xp, device = B.default_namespace(backend), B.default_device(backend)
     x, t = (B.asarray(a, xp, device) for a in batch(n))
-
-    def step():
-        model.zero_grad()
-        loss, dlogits = Fn.softmax_cross_entropy(model(x), t)
-        model.backward(dlogits)
-        opt.step()
-        return loss
-
-    return model, step
+    return model, sgd_step(model, x, t)
 
 
 def agreement(model_name: str) -> dict:
@@ -169,8 +160,6 @@ def launch_us(cupy) -> float:
 
 def torch_step(torch, model_name: str, n: int):
     """The same step in PyTorch on CUDA (the benchmark suite's mirror)."""
-    from run import _torch_mirror
-
     model = models.get_model(model_name, seed=0, input_grad=False)
     tmodel = _torch_mirror(model).cuda()
     opt = torch.optim.SGD(tmodel.parameters(), lr=0.01)

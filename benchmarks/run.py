@@ -224,29 +224,38 @@ def _n_params(model) -> int:
     return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
 
 
+def sgd_step(model, x, t, lr: float = 0.01) -> Step:
+    """``step()``: one SGD step of cnnbook ``model`` on the batch (x, t),
+    forward, loss, backward and update -> the loss."""
+    import cnnbook.optim as optim
+
+    opt = optim.SGD(model.parameters(), lr=lr)
+
+    def step():
+        model.zero_grad()
+        loss, dlogits = Fn.softmax_cross_entropy(model(x), t)
+        model.backward(dlogits)
+        opt.step()
+        return loss
+
+    return step
+
+
 def train_case(model_name: str):
     """Full step on a batch: cnnbook.models.<model_name> + cnnbook.optim.SGD
     against a PyTorch model of the same architecture."""
 
     def build(quick: bool):
-        import cnnbook.models as models  # built by the training engineer
-        import cnnbook.optim as optim
+        import cnnbook.models as models
 
         # As the book's recipes build it: the first conv computes no dx (nobody
         # needs the gradient of the data; PyTorch skips it for x without grad).
         model = models.get_model(model_name, seed=0, input_grad=False)
-        opt = optim.SGD(model.parameters(), lr=0.01)
         batch = 4 if quick else 64
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch, 1, 28, 28)).astype("float32")
         t = rng.integers(0, 10, batch)
-
-        def ours():
-            model.zero_grad()
-            loss, dlogits = Fn.softmax_cross_entropy(model(x), t)
-            model.backward(dlogits)
-            opt.step()
-            return loss
+        ours = sgd_step(model, x, t)
 
         peer = None
         desc = f"x({batch}, 1, 28, 28), {model.num_parameters()} parameters"

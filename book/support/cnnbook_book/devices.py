@@ -380,6 +380,19 @@ def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+class _Facts:
+    """``check(ok, what)`` counts the facts that hold (``held``) and raises
+    ``ValueError`` naming the first that does not."""
+
+    def __init__(self, checker: str):
+        self.checker, self.held = checker, 0
+
+    def __call__(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"{self.checker}: {what}")
+        self.held += 1
+
+
 def check_benchmarks(result: dict[str, Any], rel: float = 1e-9) -> int:
     """Check a result file's internal consistency; return how many facts held.
 
@@ -387,13 +400,7 @@ def check_benchmarks(result: dict[str, Any], rel: float = 1e-9) -> int:
     the memory line agrees with its target, and the machine names its CPU and
     BLAS. Raises ``ValueError`` naming the first fact that fails.
     """
-    checked = 0
-
-    def check(ok: bool, what: str) -> None:
-        nonlocal checked
-        if not ok:
-            raise ValueError(f"check_benchmarks: {what}")
-        checked += 1
+    check = _Facts("check_benchmarks")
 
     m = result.get("machine", {})
     check(bool(m.get("cpu")), "no CPU description")
@@ -416,7 +423,7 @@ def check_benchmarks(result: dict[str, Any], rel: float = 1e-9) -> int:
     mem = result.get("memory")
     if mem:
         check(mem["met"] == (mem["peak_mib"] <= mem["target_mib"]), "memory met")
-    return checked
+    return check.held
 
 
 def machine_summary(result: dict[str, Any]) -> str:
@@ -561,13 +568,7 @@ def check_gpu(result: dict[str, Any]) -> int:
     moved float32 batches of the sizes named. Raises ``ValueError`` naming
     the first fact that fails.
     """
-    checked = 0
-
-    def check(ok: bool, what: str) -> None:
-        nonlocal checked
-        if not ok:
-            raise ValueError(f"check_gpu: {what}")
-        checked += 1
+    check = _Facts("check_gpu")
 
     check(bool(result["machine"].get("gpu")), "no GPU named")
     tests = result.get("tests")
@@ -588,7 +589,7 @@ def check_gpu(result: dict[str, Any]) -> int:
         check(row["bytes"] == sizes.get(row["what"]), f"{row['what']}: bytes")
         check(0 < row["pinned_ms"] and 0 < row["pageable_ms"], f"{row['what']}: times")
     check(result["launch_us"] > 0, "no launch time")
-    return checked
+    return check.held
 
 
 def plot_gpu_steps(records: dict[str, dict[str, Any]], ax: Any = None) -> Any:
