@@ -240,17 +240,41 @@ def _dw_of_infinite_input(backend, x, w, stride=1, groups=1):
     return out
 
 
-def test_weight_grad_where_junk_columns_meet_infinity(backend):
+@pytest.mark.parametrize("channels", [3, 16])  # dW from x's columns; from dY's
+def test_weight_grad_where_junk_columns_meet_infinity(backend, channels):
     """Flat runs read past each row's end into junk columns, which dY's zeros
     cancel, except that 0·inf is NaN: an infinite input must give the
     reference's dW (inf, or NaN only where the reference has NaN)."""
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((2, 3, 6, 6))
+    x = rng.standard_normal((2, channels, 6, 6))
     x[0, 1, 2, 5] = np.inf  # last column: read by the next row's junk
-    got, want = _dw_of_infinite_input(backend, x, rng.standard_normal((4, 3, 3, 3)))
+    w = rng.standard_normal((4, channels, 3, 3))
+    got, want = _dw_of_infinite_input(backend, x, w)
     assert np.isinf(want).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_gradients_where_junk_columns_of_dy_meet_infinity(backend):
+    """With 16 or more input channels at stride 1, dx and dW come from one set
+    of columns, dY's (padded for the correlation), whose junk columns read dY
+    across its rows and meet x's zeros there: an infinite dY must give the
+    reference's dx and dW (inf, or NaN only where the reference has NaN)."""
+    rng = np.random.default_rng(4)
+    x = backend.asarray(rng.standard_normal((2, 16, 5, 8)))  # flat runs: 10 ≤ 1.3·8
+    w = backend.asarray(rng.standard_normal((3, 16, 3, 3)))
+    dy = rng.standard_normal((2, 3, 5, 8))
+    dy[0, 1, 2, 7], dy[1, 2, 4, 0] = np.inf, -np.inf  # at the rows' ends
+    dy = backend.asarray(dy)
+    _y, cache = fast.conv2d_forward(x, w, None, 1, 1)
+    assert isinstance(cache, fast.ConvCache) and cache.cols is None
+    got = fast.conv2d_backward(dy, cache)
+    want = Fn.conv2d_backward(dy, Fn.conv2d_forward(x, w, None, 1, 1)[1])
+    for name, a, e in zip(("dx", "dw"), got, want[:2], strict=False):
+        a, e = backend.to_numpy(a), backend.to_numpy(e)
+        assert np.isinf(e).any(), name
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=name)
+        np.testing.assert_allclose(a, e, rtol=1e-12, err_msg=name)
 
 
 # Grouped and depthwise: (x, w, stride, padding, dilation, bias, groups)

@@ -19,7 +19,8 @@ Why each is faster (measurements: ``/benchmarks`` and the CPU/GPU chapter):
   request (``input_grad=False``: the first layer, whose input is data) and,
   for stride 1, computes dx as the forward convolution of dY with the turned
   kernel (one product with inner dimension F·KH·KW instead of F, then no
-  col2im).
+  col2im). That convolution's columns, dY's, also give dW (times x on the
+  same grid, :func:`_correlate_both`): no columns of x are built again.
 - Depthwise convolutions (groups = C = F) skip im2col: one per-channel
   multiply-add per kernel tap, on contiguous runs of the flattened padded
   image at stride 1, a block of images and channels at a time (in cache),
@@ -264,7 +265,9 @@ def conv2d_backward(
     stride 1 is the forward convolution of dY with the turned kernel
     (:func:`input_grad_correlate`; with fewer than 16 input channels
     col2im(Wᵀ·dY) by flat runs, :func:`input_grad_flat`), otherwise
-    col2im(Wᵀ·dY) of each block."""
+    col2im(Wᵀ·dY) of each block. Where dx is that convolution (one group, the
+    columns not kept), dW comes from its columns too
+    (:func:`_correlate_both`)."""
     if isinstance(cache, DepthwiseCache):
         return depthwise_backward(dy, cache, input_grad)
     if not isinstance(cache, ConvCache):  # the reference forward's columns
@@ -275,6 +278,9 @@ def conv2d_backward(
     _checks.grad_shape("conv2d_backward", dy, (geo.N, geo.F, geo.OH, geo.OW))
     db = xp.sum(dy, axis=(0, 2, 3)) if has_bias else None
     corr = geo.stride == (1, 1) and full_correlation(geo)
+    if corr and input_grad and geo.groups == 1 and cols is None:
+        dx, dw = _correlate_both(xp, dy, xpad, w, geo)
+        return dx, dw, db
     dw, dx = _weight_grad(xp, dy, xpad, cols, w, geo, input_grad and not corr)
     if not input_grad:
         return None, dw, db
@@ -806,6 +812,47 @@ def input_grad_correlate(xp: Any, dy: Any, w: Any, geo: ConvGeometry) -> Any:
     padding = (dil_h * (KH - 1) - ph, dil_w * (KW - 1) - pw)
     dx, _ = conv2d_forward(dy, w_rot, None, 1, padding, geo.dilation, G)
     return dx
+
+
+def _correlate_both(xp: Any, dy: Any, xpad: Any, w: Any, geo: ConvGeometry):
+    """Stride 1, one group: (dx, dW) from one set of columns, those of dY
+    padded for the correlation of :func:`input_grad_correlate`.
+
+    Row (f, u', v') of those columns at the position of input pixel (h, w) is
+    dY[f, h + p − d·u, w + p' − d·v] with u = KH − 1 − u', v = KW − 1 − v'
+    (zero outside dY), so with x laid out on the same grid (zero in the junk
+    columns of flat runs), dW[f, c, u, v] = Σ over images and pixels of that
+    row times x[c]: one product, cols · xᵀ, beside the one that gives dx.
+    The backward pass then builds no columns of x at all."""
+    (ph, pw), (dil_h, dil_w) = geo.padding, geo.dilation
+    KH, KW = geo.KH, geo.KW
+    w_rot = xp.flip(xp.permute_dims(w, (1, 0, 2, 3)), axis=(2, 3))  # (C, F, KH, KW)
+    padding = (dil_h * (KH - 1) - ph, dil_w * (KW - 1) - pw)
+    _, cgeo = conv.geometry(
+        "conv2d_backward", dy, w_rot, None, 1, padding, (dil_h, dil_w)
+    )
+    (cph, cpw), extra = cgeo.padding, int(flat_runs(cgeo))
+    dypad = pad_sides(xp, dy, cph, cph + extra, cpw, cpw)
+    width, dev = _row_width(cgeo), device_of(dy)
+    x = xpad[:, :, ph : ph + geo.H, pw : pw + geo.W]
+    dx = xp.empty((geo.N, geo.C, geo.H, geo.W), dtype=dy.dtype, device=dev)
+    dw_t = xp.zeros((geo.F * KH * KW, geo.C), dtype=dy.dtype, device=dev)
+    for n0, n1, cols in _column_blocks(xp, dypad, cgeo):
+        n = n1 - n0
+        dx[n0:n1, ...] = _filters_times(xp, w_rot, cols, cgeo._replace(N=n))
+        grid = workspace("conv x grid", (geo.C, n, geo.H, width), like=dy)
+        grid[..., : geo.W] = xp.permute_dims(x[n0:n1, ...], (1, 0, 2, 3))
+        grid[..., geo.W :] = 0
+        dw_t += cols @ xp.matrix_transpose(xp.reshape(grid, (geo.C, -1)))
+    dw = xp.flip(xp.reshape(dw_t, (geo.F, KH, KW, geo.C)), axis=(1, 2))
+    dw = xp.permute_dims(dw, (0, 3, 1, 2))
+    if width != geo.W and bool(xp.any(xp.isnan(dw))):
+        # junk columns of dY's runs met an inf or NaN of dY (·0 = NaN): dW
+        # again from x's columns, without junk
+        Hp = geo.H + 2 * ph
+        cols = conv.im2col(xp, xpad[:, :, :Hp, ...], geo)
+        dw = conv.conv2d_backward(dy, conv.Conv2dCache(cols, w, False, geo))[1]
+    return dx, dw
 
 
 # ---------------------------------------------------------------------------
