@@ -212,6 +212,22 @@ def transfers(cupy, quick: bool) -> list[dict]:
     return rows
 
 
+def commit() -> str | None:
+    """The checkout's commit (with "+changes" if the tree differs), or None
+    outside a git checkout: which code the record measured."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                              text=True, check=True).stdout.strip()  # fmt: skip
+
+    try:
+        head, changed = git("rev-parse", "--short", "HEAD"), git("status", "-s")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if changed else "")
+
+
 def test_summary(junit: Path) -> dict:
     """Counts from a pytest JUnit XML report (the suite's CuPy leg)."""
     import xml.etree.ElementTree as ET
@@ -253,6 +269,7 @@ def main(argv=None) -> None:
 
     result = {
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds"),
+        "commit": commit(),
         "quick": args.quick,
         "tests": test_summary(args.junit) if args.junit else None,
         "machine": machine(cupy, torch),
