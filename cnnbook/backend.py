@@ -370,8 +370,8 @@ def split_by_mask(d: Any, mask: Any, out: Any, hit: Any, miss: Any) -> None:
 
 # The fast kernels work a block of images at a time. On a CPU a block that
 # fits in cache pays (the caller's budget: its columns are read back from
-# cache). On a GPU every array operation is a kernel launch (~13 µs each,
-# measured on an H200: benchmarks/results/gpu.json), and a batch cut into
+# cache). On a GPU every array operation is a kernel launch (9 to 13 µs each
+# from Python, measured on an H200: benchmarks/results/gpu/), and a batch cut into
 # cache-sized blocks multiplies the launches by the number of blocks: there
 # the blocks are as large as memory comfortably allows.
 DEVICE_BLOCK = 1 << 27  # elements: 512 MiB of float32
