@@ -327,12 +327,18 @@ def _weight_grad(xp, dy, xpad, kept, w, geo, col2im):
             dx[n0:n1, ...] = conv.col2im(xp, dcols, geo._replace(N=n))
     dw = xp.reshape(xp.matrix_transpose(dw_t), w.shape)
     if width != geo.OW and bool(xp.any(xp.isnan(dw))):
-        # junk columns met an inf or NaN of x (0·inf = NaN): the sum again,
-        # over columns without junk
-        Hp = geo.H + 2 * geo.padding[0]
-        cols = conv.im2col(xp, xpad[:, :, :Hp, ...], geo)
-        dw = conv.conv2d_backward(dy, conv.Conv2dCache(cols, w, False, geo))[1]
+        # junk columns met an inf or NaN of x (0·inf = NaN)
+        dw = _weight_grad_without_junk(xp, dy, xpad, w, geo)
     return dw, dx
+
+
+def _weight_grad_without_junk(xp, dy, xpad, w, geo):
+    """dW by the reference, from x's columns without junk: where the flat
+    runs' junk columns met an inf or NaN (0·inf = NaN where the reference
+    may have a number)."""
+    Hp = geo.H + 2 * geo.padding[0]  # xpad without the flat runs' extra row
+    cols = conv.im2col(xp, xpad[:, :, :Hp, ...], geo)
+    return conv.conv2d_backward(dy, conv.Conv2dCache(cols, w, False, geo))[1]
 
 
 class DepthwiseCache(NamedTuple):
@@ -847,11 +853,8 @@ def _correlate_both(xp: Any, dy: Any, xpad: Any, w: Any, geo: ConvGeometry):
     dw = xp.flip(xp.reshape(dw_t, (geo.F, KH, KW, geo.C)), axis=(1, 2))
     dw = xp.permute_dims(dw, (0, 3, 1, 2))
     if width != geo.W and bool(xp.any(xp.isnan(dw))):
-        # junk columns of dY's runs met an inf or NaN of dY (·0 = NaN): dW
-        # again from x's columns, without junk
-        Hp = geo.H + 2 * ph
-        cols = conv.im2col(xp, xpad[:, :, :Hp, ...], geo)
-        dw = conv.conv2d_backward(dy, conv.Conv2dCache(cols, w, False, geo))[1]
+        # junk columns of dY's runs met an inf or NaN of dY (·0 = NaN)
+        dw = _weight_grad_without_junk(xp, dy, xpad, w, geo)
     return dx, dw
 
 
